@@ -1,0 +1,124 @@
+"""The one settings object of the platform (API, stack supervisor, tests).
+
+Every value is an environment variable (or `.env`); defaults are for development on one
+machine. Database names default to names keyed by `API_PORT`, so two copies of the stack
+(e.g. a developer's and a CI run on other ports) never share metadata or Dagster storage.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret-change-me"}
+DEV_SECRET_KEY = "dev-secret-change-me"
+DEV_ENCRYPTION_KEY = "dev-encryption-key-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development", validation_alias="AETL_ENV"
+    )
+    version: str = "1.0.0"
+
+    # processes and ports
+    host: str = Field("127.0.0.1", validation_alias="AETL_HOST")
+    api_port: int = Field(8000, validation_alias="API_PORT")
+    dagster_port: int = Field(3000, validation_alias="DAGSTER_PORT")
+    clickhouse_http_port: int = Field(8123, validation_alias="CLICKHOUSE_HTTP_PORT")
+    data_dir: Path = Field(REPO_ROOT / ".data", validation_alias="AETL_DATA_DIR")
+
+    # storage
+    pg_server_url: str = Field(
+        "postgresql+psycopg://postgres@127.0.0.1:5432", validation_alias="AETL_PG_SERVER_URL"
+    )
+    database_url_override: str | None = Field(None, validation_alias="DATABASE_URL")
+    dagster_pg_url_override: str | None = Field(None, validation_alias="DAGSTER_PG_URL")
+    # empty: the embedded chDB-backed server on CLICKHOUSE_HTTP_PORT; else a real ClickHouse
+    clickhouse_url_override: str | None = Field(None, validation_alias="CLICKHOUSE_URL")
+    dagster_url_override: str | None = Field(None, validation_alias="DAGSTER_URL")
+
+    # security
+    secret_key: SecretStr = Field(SecretStr(DEV_SECRET_KEY), validation_alias="AETL_SECRET_KEY")
+    encryption_key: SecretStr = Field(
+        SecretStr(DEV_ENCRYPTION_KEY), validation_alias="AETL_ENCRYPTION_KEY"
+    )
+    access_token_minutes: int = Field(60, validation_alias="AETL_ACCESS_TOKEN_MINUTES")
+    refresh_token_days: int = Field(14, validation_alias="AETL_REFRESH_TOKEN_DAYS")
+    self_registration_role: str = Field("viewer", validation_alias="AETL_SELF_REGISTRATION_ROLE")
+
+    # first admin (created once at start-up, never overwritten)
+    admin_username: str = Field("admin", validation_alias="AETL_ADMIN_USERNAME")
+    admin_email: str = Field("admin@example.com", validation_alias="AETL_ADMIN_EMAIL")
+    admin_password: SecretStr = Field(SecretStr("admin12345"), validation_alias="AETL_ADMIN_PASSWORD")
+
+    # rate limits (requests per minute)
+    rate_limit_default: int = Field(100, validation_alias="AETL_RATE_LIMIT_DEFAULT")
+    rate_limit_generation: int = Field(10, validation_alias="AETL_RATE_LIMIT_GENERATION")
+    rate_limit_admin: int = Field(1000, validation_alias="AETL_RATE_LIMIT_ADMIN")
+    rate_limit_anonymous: int = Field(100, validation_alias="AETL_RATE_LIMIT_ANONYMOUS")
+    # empty: in-process counters; "redis://..." shares them between API replicas
+    rate_limit_storage: str = Field("memory://", validation_alias="AETL_RATE_LIMIT_STORAGE")
+    max_body_bytes: int = Field(10 * 1024 * 1024, validation_alias="AETL_MAX_BODY_BYTES")
+
+    @property
+    def instance_suffix(self) -> str:
+        return "" if self.api_port == 8000 else f"_{self.api_port}"
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the metadata database."""
+        if self.database_url_override:
+            return self.database_url_override
+        db = "aetl_test" if self.environment == "test" else "aetl"
+        return f"{self.pg_server_url}/{db}{self.instance_suffix}"
+
+    @property
+    def dagster_pg_url(self) -> str:
+        """libpq URL of Dagster's instance storage (dagster-postgres)."""
+        if self.dagster_pg_url_override:
+            return self.dagster_pg_url_override
+        db = "aetl_dagster_test" if self.environment == "test" else "aetl_dagster"
+        server = self.pg_server_url.replace("postgresql+psycopg://", "postgresql://")
+        return f"{server}/{db}{self.instance_suffix}"
+
+    @property
+    def clickhouse_url(self) -> str:
+        return self.clickhouse_url_override or f"http://127.0.0.1:{self.clickhouse_http_port}"
+
+    @property
+    def embedded_warehouse(self) -> bool:
+        return not self.clickhouse_url_override
+
+    @property
+    def dagster_url(self) -> str:
+        return self.dagster_url_override or f"http://127.0.0.1:{self.dagster_port}"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir.resolve() / "dagster_home"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.data_dir.resolve() / "warehouse"
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "production":
+            for name in ("secret_key", "encryption_key"):
+                value = getattr(self, name).get_secret_value()
+                if value in PLACEHOLDER_SECRETS or value.startswith("dev-") or len(value) < 16:
+                    raise ValueError(f"{name} must be set to a real secret outside development")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

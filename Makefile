@@ -14,8 +14,8 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 install: $(VENV)/.synced
 
 $(VENV)/.synced: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	uv sync --frozen --python python3.11
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	python3 -m uv sync --frozen --python python3.11
 	@touch $@
 
 setup: install

@@ -24,6 +24,11 @@ setup: install
 run: install
 	$(PY) -m orchestration.stack run
 
+# tests get their own ports and data folder by default, so they run beside a `make run` stack
+test: export API_PORT ?= 18000
+test: export DAGSTER_PORT ?= 13000
+test: export CLICKHOUSE_HTTP_PORT ?= 18123
+test: export AETL_DATA_DIR ?= $(CURDIR)/.data/test
 test: install
 	AETL_ENV=test $(PY) -m orchestration.stack setup
 	AETL_ENV=test $(VENV)/bin/pytest $(PYTEST_ARGS)

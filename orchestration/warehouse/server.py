@@ -1,0 +1,1249 @@
+"""The embedded warehouse: a ClickHouse HTTP protocol server over chDB.
+
+One process owns the data folder (chDB allows one engine per process); clickhouse-connect,
+dbt-clickhouse and any ClickHouse HTTP client talk to it as to a real ClickHouse.
+
+    python -m orchestration.warehouse.server --host 127.0.0.1 --port 8123 --data-dir PATH
+
+Design: a threaded stdlib HTTP/1.1 server (chDB releases the GIL while it works, so threads
+run queries in parallel), one chDB connection per ``session_id`` and a pool of connections for
+sessionless requests. See README.md in this folder for what is supported and measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from email.parser import BytesParser
+from email.policy import HTTP as HTTP_POLICY
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import chdb
+
+from orchestration.warehouse import sql
+
+log = logging.getLogger("aetl.warehouse")
+
+# URL parameters that steer the HTTP layer instead of being ClickHouse settings (or that chDB
+# has no use for); everything else not prefixed param_ is a setting applied with SET.
+TRANSPORT_PARAMS = frozenset(
+    {
+        "query",
+        "database",
+        "default_format",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "query_id",
+        "user",
+        "password",
+        "quota_key",
+        "role",
+        "compress",
+        "decompress",
+        "buffer_size",
+        "wait_end_of_query",
+        "enable_http_compression",
+        "http_zlib_compression_level",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "cancel_http_readonly_queries_on_client_close",
+        "client_protocol_version",
+        "http_response_buffer_size",
+        "http_wait_end_of_query",
+        "add_http_cors_header",
+        "http_native_compression_disable_checksumming_on_decompress",
+        "output_format_parallel_formatting",
+    }
+)
+# Formats whose chunks from chDB concatenate into one valid output.
+CONCAT_FORMATS = frozenset(
+    f.lower()
+    for f in (
+        "Native",
+        "RowBinary",
+        "TabSeparated",
+        "TSV",
+        "TabSeparatedRaw",
+        "TSVRaw",
+        "Raw",
+        "CSV",
+        "JSONEachRow",
+        "JSONLines",
+        "NDJSON",
+        "JSONCompactEachRow",
+        "JSONStringsEachRow",
+        "JSONCompactStringsEachRow",
+        "LineAsString",
+        "RawBLOB",
+        "CustomSeparated",
+        "BSONEachRow",
+        "MsgPack",
+        "Null",
+    )
+)
+# Text formats with header lines: how many lines to drop from the second chunk on.
+HEADER_LINES = {
+    f.lower(): n
+    for f, n in (
+        ("TabSeparatedWithNames", 1),
+        ("TSVWithNames", 1),
+        ("TabSeparatedWithNamesAndTypes", 2),
+        ("TSVWithNamesAndTypes", 2),
+        ("TabSeparatedRawWithNames", 1),
+        ("TSVRawWithNames", 1),
+        ("TabSeparatedRawWithNamesAndTypes", 2),
+        ("TSVRawWithNamesAndTypes", 2),
+        ("CSVWithNames", 1),
+        ("CSVWithNamesAndTypes", 2),
+        ("JSONCompactEachRowWithNames", 1),
+        ("JSONCompactEachRowWithNamesAndTypes", 2),
+        ("JSONCompactStringsEachRowWithNames", 1),
+        ("JSONCompactStringsEachRowWithNamesAndTypes", 2),
+        ("CustomSeparatedWithNames", 1),
+        ("CustomSeparatedWithNamesAndTypes", 2),
+    )
+}
+ROWBINARY_HEADERS = {"rowbinarywithnames": 1, "rowbinarywithnamesandtypes": 2}
+ARROW_FORMATS = {"arrow": "file", "arrowstream": "stream"}
+# chDB's Python layer turns these "formats" into pandas/pyarrow objects: not ClickHouse formats.
+PYTHON_ONLY_FORMATS = frozenset({"dataframe", "datastore", "arrowtable"})
+RESPONSE_ENCODINGS = ("lz4", "zstd", "gzip", "deflate")
+SPOOL_MEMORY = 64 * 1024 * 1024
+MAX_QUERY_BYTES = 256 * 1024 * 1024
+INSERT_APPEND_CHUNK = 4 * 1024 * 1024
+
+
+class ClickHouseError(Exception):
+    """An error answered the way ClickHouse answers it: code, name and message."""
+
+    def __init__(self, code: int, message: str, name: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.name = name
+        self.message = message
+
+
+# ClickHouse's own mapping of error codes (by name) to HTTP statuses (HTTPHandler).
+_STATUS_BY_NAME: dict[str, int] = {
+    **dict.fromkeys(
+        (
+            "UNKNOWN_USER",
+            "WRONG_PASSWORD",
+            "REQUIRED_PASSWORD",
+            "AUTHENTICATION_FAILED",
+            "SET_NON_GRANTED_ROLE",
+        ),
+        401,
+    ),
+    "ACCESS_DENIED": 403,
+    **dict.fromkeys(
+        (
+            "CANNOT_PARSE_TEXT",
+            "CANNOT_PARSE_ESCAPE_SEQUENCE",
+            "CANNOT_PARSE_QUOTED_STRING",
+            "CANNOT_PARSE_DATE",
+            "CANNOT_PARSE_DATETIME",
+            "CANNOT_PARSE_NUMBER",
+            "CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING",
+            "CANNOT_PARSE_IPV4",
+            "CANNOT_PARSE_IPV6",
+            "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+            "CANNOT_PARSE_UUID",
+            "UNKNOWN_ELEMENT_IN_AST",
+            "UNKNOWN_TYPE_OF_AST_NODE",
+            "TOO_DEEP_AST",
+            "TOO_BIG_AST",
+            "UNEXPECTED_AST_STRUCTURE",
+            "SYNTAX_ERROR",
+            "INCORRECT_DATA",
+            "TYPE_MISMATCH",
+            "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+            "CANNOT_READ_ALL_DATA",
+            "INCORRECT_NUMBER_OF_COLUMNS",
+            "BAD_ARGUMENTS",
+            "UNKNOWN_PACKET_FROM_CLIENT",
+            "CANNOT_DECOMPRESS",
+            "INVALID_SESSION_TIMEOUT",
+        ),
+        400,
+    ),
+    **dict.fromkeys(
+        (
+            "UNKNOWN_TABLE",
+            "UNKNOWN_FUNCTION",
+            "UNKNOWN_IDENTIFIER",
+            "UNKNOWN_TYPE",
+            "UNKNOWN_STORAGE",
+            "UNKNOWN_DATABASE",
+            "UNKNOWN_SETTING",
+            "UNKNOWN_DIRECTION_OF_SORTING",
+            "UNKNOWN_AGGREGATE_FUNCTION",
+            "UNKNOWN_FORMAT",
+            "UNKNOWN_DATABASE_ENGINE",
+            "UNKNOWN_TYPE_OF_QUERY",
+            "UNKNOWN_ROLE",
+            "SESSION_NOT_FOUND",
+        ),
+        404,
+    ),
+    "QUERY_IS_TOO_LARGE": 413,
+    "NOT_IMPLEMENTED": 501,
+    "SOCKET_TIMEOUT": 503,
+    "CANNOT_OPEN_FILE": 503,
+    "HTTP_LENGTH_REQUIRED": 411,
+    "TIMEOUT_EXCEEDED": 500,
+}
+
+
+def _parse_chdb_error(exc: BaseException) -> ClickHouseError:
+    """chDB raises ``Code: N. DB::Exception: ... (NAME)``; keep code and text."""
+    if isinstance(exc, ClickHouseError):
+        return exc
+    text = str(exc)
+    for prefix in (
+        "Streaming query failed: ",
+        "Streaming insert append failed: ",
+        "Streaming insert finish failed: ",
+    ):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    idx = text.find("Code: ")
+    if idx >= 0:
+        rest = text[idx + 6 :]
+        num = rest.split(".", 1)[0]
+        if num.isdigit():
+            msg = text[idx:].strip()
+            name = None
+            if msg.endswith(")") and "(" in msg:
+                cand = msg[msg.rindex("(") + 1 : -1]
+                if cand.isupper() or "_" in cand:
+                    name = cand
+            return ClickHouseError(int(num), msg, name)
+    return ClickHouseError(1001, f"Code: 1001. DB::Exception: {text}. (STD_EXCEPTION)", "STD_EXCEPTION")
+
+
+def ch_error(code: int, name: str, text: str) -> ClickHouseError:
+    return ClickHouseError(code, f"Code: {code}. DB::Exception: {text}. ({name})", name)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+class Conn:
+    """One chDB connection = one ClickHouse session, with what we changed on it tracked."""
+
+    def __init__(self, path: str):
+        self.chdb = chdb.connect(path)
+        self.db = "default"  # current database on the connection
+        self.base_db = "default"  # the session's own database (USE), restored after a request's `database`
+        self.applied: dict[str, str] = {}  # settings set on behalf of URL parameters
+        self.priors: dict[str, str | None] = {}  # value to restore (None: DEFAULT)
+        self.lock = threading.Lock()
+        self.last_used = time.monotonic()
+        self.timeout = 60.0
+        self.dirty = False  # state changed by the client (SET/USE/temp table): don't reuse as a pool conn
+
+    def run(self, query: str, fmt: str = "TabSeparated", params: dict[str, str] | None = None) -> Any:
+        try:
+            return self.chdb._conn.query(query, fmt, params=params or {})
+        except RuntimeError as exc:
+            raise _parse_chdb_error(exc) from None
+
+    def use_database(self, db: str) -> None:
+        if db != self.db:
+            self.run(f"USE {_ident(db)}")
+            self.db = db
+
+    def apply_settings(self, wanted: dict[str, str]) -> None:
+        """SET the request's settings, restore the ones the previous request set (lazily)."""
+        for name in [n for n in self.applied if n not in wanted]:
+            prior = self.priors.get(name)
+            self.run(f"SET {_ident(name)} = {'DEFAULT' if prior is None else _quote(prior)}")
+            del self.applied[name]
+        new = [n for n in wanted if n not in self.priors]
+        if new:
+            names = ", ".join(_quote(n) for n in new)
+            res = self.run(
+                f"SELECT name, value, changed FROM system.settings WHERE name IN ({names})", "JSONCompact"
+            )
+            for name, value, changed in json.loads(res.bytes())["data"]:
+                self.priors[name] = value if int(changed) else None
+        for name, value in wanted.items():
+            if self.applied.get(name) == value:
+                continue
+            if name not in self.priors:
+                raise ch_error(115, "UNKNOWN_SETTING", f"Unknown setting '{name}'")
+            self.run(f"SET {_ident(name)} = {_quote(value)}")
+            self.applied[name] = value
+
+    def reset_tracking(self) -> None:
+        """Before a client's own SET: put URL overrides back, forget cached priors."""
+        self.apply_settings({})
+        self.priors.clear()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.chdb.close()
+
+
+class Warehouse:
+    """Owns the data folder: an anchor connection, the pool, the sessions."""
+
+    def __init__(self, data_dir: str, max_pool: int = 64):
+        os.makedirs(data_dir, exist_ok=True)
+        self.path = os.path.abspath(data_dir)
+        self.anchor = Conn(self.path)  # keeps the engine up while sessions come and go
+        self._lock = threading.Lock()
+        self._idle: list[Conn] = []
+        self._slots = threading.BoundedSemaphore(max_pool)
+        self.sessions: dict[str, Conn] = {}
+        self._closed = threading.Event()
+        info = self.anchor.run("SELECT version(), timezone(), hostName()", "JSONCompact")
+        self.version, self.timezone, self.hostname = json.loads(info.bytes())["data"][0]
+        self._reaper = threading.Thread(target=self._reap, name="session-reaper", daemon=True)
+        self._reaper.start()
+
+    # -- pool --------------------------------------------------------------------------------
+    def acquire(self) -> Conn:
+        if not self._slots.acquire(timeout=300):
+            raise ch_error(202, "TOO_MANY_SIMULTANEOUS_QUERIES", "Too many simultaneous queries")
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        try:
+            return Conn(self.path)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def release(self, conn: Conn) -> None:
+        if conn.dirty or self._closed.is_set():
+            conn.close()
+        else:
+            with self._lock:
+                self._idle.append(conn)
+        self._slots.release()
+
+    # -- sessions ----------------------------------------------------------------------------
+    def session(self, session_id: str, timeout: float, check: bool) -> Conn:
+        """The session's connection, locked for this request (SESSION_IS_LOCKED if busy)."""
+        with self._lock:
+            conn = self.sessions.get(session_id)
+            if conn is None:
+                if check:
+                    raise ch_error(372, "SESSION_NOT_FOUND", f"Session {session_id} not found")
+                conn = Conn(self.path)
+                self.sessions[session_id] = conn
+            if not conn.lock.acquire(blocking=False):
+                raise ch_error(
+                    373, "SESSION_IS_LOCKED", f"Session {session_id} is locked by a concurrent client"
+                )
+            conn.timeout = timeout
+            return conn
+
+    def release_session(self, conn: Conn) -> None:
+        conn.last_used = time.monotonic()
+        conn.lock.release()
+
+    def _reap(self) -> None:
+        while not self._closed.wait(1.0):
+            now = time.monotonic()
+            expired: list[Conn] = []
+            with self._lock:
+                for sid, conn in list(self.sessions.items()):
+                    if now - conn.last_used > conn.timeout and conn.lock.acquire(blocking=False):
+                        del self.sessions[sid]
+                        expired.append(conn)
+            for conn in expired:
+                conn.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            conns = self._idle + list(self.sessions.values())
+            self._idle = []
+            self.sessions = {}
+        for conn in conns:
+            conn.close()
+        self.anchor.close()
+
+
+# -- request bodies --------------------------------------------------------------------------
+class BodyError(Exception):
+    """The request body could not be read completely (truncated, bad encoding)."""
+
+
+def _raw_body(rfile: io.BufferedIOBase, headers: Any) -> Iterator[bytes]:
+    if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+        while True:
+            line = rfile.readline(65537)
+            if not line.endswith(b"\n"):
+                raise BodyError("Unexpected end of chunked request body")
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError as exc:
+                raise BodyError("Malformed chunk header in request body") from exc
+            if size == 0:
+                while True:  # trailers
+                    trailer = rfile.readline(65537)
+                    if trailer in (b"\r\n", b"\n"):
+                        return
+                    if not trailer:
+                        raise BodyError("Unexpected end of chunked request body")
+            remaining = size
+            while remaining:
+                data = rfile.read(min(remaining, 1 << 20))
+                if not data:
+                    raise BodyError("Unexpected end of chunked request body")
+                remaining -= len(data)
+                yield data
+            if rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise BodyError("Malformed chunk terminator in request body")
+    else:
+        length = int(headers.get("Content-Length") or 0)
+        while length > 0:
+            data = rfile.read(min(length, 1 << 20))
+            if not data:
+                raise BodyError(f"Request body truncated: {length} bytes missing")
+            length -= len(data)
+            yield data
+
+
+class _Multi:
+    """Decompress concatenated frames/members, and tell whether the last one was complete."""
+
+    def __init__(self, factory: Callable[[], Any], name: str):
+        self.factory = factory
+        self.name = name
+        self.obj: Any = None
+
+    def feed(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self.obj is None:
+                self.obj = self.factory()
+            out.append(self.obj.decompress(data))
+            if self.obj.eof:
+                data = self.obj.unused_data
+                self.obj = None
+            else:
+                data = b""
+        return b"".join(out)
+
+    def finish(self) -> None:
+        if self.obj is not None:
+            raise BodyError(f"Truncated {self.name} request body: the last frame is incomplete")
+
+
+def _decompressor(encoding: str) -> _Multi | None:
+    enc = encoding.strip().lower()
+    if enc in ("", "identity"):
+        return None
+    if enc in ("gzip", "x-gzip"):
+        return _Multi(lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "gzip")
+    if enc == "deflate":
+        return _Multi(lambda: zlib.decompressobj(zlib.MAX_WBITS), "deflate")
+    if enc == "lz4":
+        import lz4.frame
+
+        return _Multi(lz4.frame.LZ4FrameDecompressor, "lz4")
+    if enc == "zstd":
+        import zstandard
+
+        return _Multi(lambda: zstandard.ZstdDecompressor().decompressobj(), "zstd")
+    if enc == "br":
+        raise ch_error(48, "NOT_IMPLEMENTED", "Brotli request bodies are not supported by this server")
+    raise ch_error(48, "NOT_IMPLEMENTED", f"Unknown Content-Encoding: {encoding}")
+
+
+def _decoded(raw: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    dec = _decompressor(encoding)
+    if dec is None:
+        yield from raw
+        return
+    for chunk in raw:
+        try:
+            out = dec.feed(chunk)
+        except BodyError:
+            raise
+        except Exception as exc:
+            raise BodyError(f"Cannot decompress {dec.name} request body: {exc}") from exc
+        if out:
+            yield out
+    dec.finish()
+
+
+def _native_decompressed(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """ClickHouse's own block compression (``decompress=1``): checksum, method, sizes, data."""
+    import lz4.block
+    import zstandard
+
+    buf = bytearray()
+    for chunk in stream:
+        buf += chunk
+        while len(buf) >= 25:
+            method = buf[16]
+            comp_size = int.from_bytes(buf[17:21], "little")
+            raw_size = int.from_bytes(buf[21:25], "little")
+            if len(buf) < 16 + comp_size:
+                break
+            payload = bytes(buf[25 : 16 + comp_size])
+            del buf[: 16 + comp_size]
+            if method == 0x82:
+                yield lz4.block.decompress(payload, uncompressed_size=raw_size)
+            elif method == 0x90:
+                yield zstandard.ZstdDecompressor().decompress(payload, max_output_size=raw_size)
+            elif method == 0x02:
+                yield payload
+            else:
+                raise BodyError(f"Unknown compression method 0x{method:02x} in compressed block")
+    if buf:
+        raise BodyError("Truncated compressed block in request body")
+
+
+# -- responses -------------------------------------------------------------------------------
+class _Compressor:
+    def __init__(self, encoding: str):
+        self.encoding = encoding
+        if encoding == "lz4":
+            import lz4.frame
+
+            self._c: Any = lz4.frame.LZ4FrameCompressor()
+            self._start: bytes | None = self._c.begin()
+        elif encoding == "zstd":
+            import zstandard
+
+            self._c = zstandard.ZstdCompressor(level=1).compressobj()
+            self._start = None
+        else:
+            self._c = zlib.compressobj(1, zlib.DEFLATED, 31 if encoding == "gzip" else 15)
+            self._start = None
+
+    def compress(self, data: bytes) -> bytes:
+        out = self._c.compress(data)
+        if self._start is not None:
+            out, self._start = self._start + out, None
+        return out
+
+    def flush(self) -> bytes:
+        out = self._c.flush()
+        if self._start is not None:
+            out, self._start = self._start + out, None
+        return out
+
+
+def _skip_lines(data: bytes, n: int) -> bytes:
+    pos = 0
+    for _ in range(n):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            return b""
+        pos = nl + 1
+    return data[pos:]
+
+
+def _skip_rowbinary_header(data: bytes, groups: int) -> bytes:
+    def varint(pos: int) -> tuple[int, int]:
+        shift = value = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value, pos
+            shift += 7
+
+    count, pos = varint(0)
+    for _ in range(count * groups):
+        ln, pos = varint(pos)
+        pos += ln
+    return data[pos:]
+
+
+class _Collector(io.RawIOBase):
+    """A write-only file object pyarrow writes into; the bytes are taken out after each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+class _ArrowReframer:
+    """chDB yields a complete Arrow file/stream per chunk; re-frame them as one."""
+
+    def __init__(self, kind: str):
+        import pyarrow as pa
+
+        self.pa = pa
+        self.kind = kind
+        self.sink = _Collector()
+        self.writer: Any = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        pa = self.pa
+        reader = pa.ipc.open_file(chunk) if self.kind == "file" else pa.ipc.open_stream(chunk)
+        if self.writer is None:
+            opener = pa.ipc.new_file if self.kind == "file" else pa.ipc.new_stream
+            self.writer = opener(self.sink, reader.schema)
+        if self.kind == "file":
+            for i in range(reader.num_record_batches):
+                self.writer.write_batch(reader.get_batch(i))
+        else:
+            for batch in reader:
+                self.writer.write_batch(batch)
+        return self.sink.take()
+
+    def finish(self) -> bytes:
+        if self.writer is None:
+            return b""
+        self.writer.close()
+        return self.sink.take()
+
+
+class Reframer:
+    """Turns chDB's per-chunk complete outputs into one valid output stream."""
+
+    def __init__(self, fmt: str):
+        self.fmt = fmt.lower()
+        self.first = True
+        self.arrow = _ArrowReframer(ARROW_FORMATS[self.fmt]) if self.fmt in ARROW_FORMATS else None
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.arrow is not None:
+            return self.arrow.feed(chunk)
+        if self.first:
+            self.first = False
+            return chunk
+        if self.fmt in HEADER_LINES:
+            return _skip_lines(chunk, HEADER_LINES[self.fmt])
+        if self.fmt in ROWBINARY_HEADERS:
+            return _skip_rowbinary_header(chunk, ROWBINARY_HEADERS[self.fmt])
+        return chunk
+
+    def finish(self) -> bytes:
+        return self.arrow.finish() if self.arrow is not None else b""
+
+
+def streamable_format(fmt: str) -> bool:
+    f = fmt.lower()
+    return f in CONCAT_FORMATS or f in HEADER_LINES or f in ROWBINARY_HEADERS or f in ARROW_FORMATS
+
+
+# -- the HTTP handler ------------------------------------------------------------------------
+class Request:
+    """Everything known about one query request."""
+
+    def __init__(self, params: dict[str, str], query_id: str):
+        self.params = params
+        self.query_id = query_id
+        self.settings = {
+            k: v for k, v in params.items() if k not in TRANSPORT_PARAMS and not k.startswith("param_")
+        }
+        self.bind = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
+        self.summary = {
+            "read_rows": 0,
+            "read_bytes": 0,
+            "written_rows": 0,
+            "written_bytes": 0,
+            "result_rows": 0,
+        }
+        self.log_query = ""
+        self.external: list[tuple[str, bytes, str, str]] = []  # name, data, structure, format
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ClickHouse"
+    sys_version = ""
+    server: WarehouseHTTPServer
+    headers_sent = False
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # HTTP verbs ------------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._simple(200, b"")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._simple(204, b"")
+
+    def _simple(self, status: int, body: bytes, content_type: str = "text/plain; charset=UTF-8") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        if path in ("/ping", "/replicas_status"):
+            self._simple(200, b"Ok.\n")
+            return
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        has_body = self.command == "POST" and (
+            int(self.headers.get("Content-Length") or 0) > 0
+            or "chunked" in (self.headers.get("Transfer-Encoding") or "")
+        )
+        if path == "/" and "query" not in params and not has_body:
+            self._simple(200, b"Ok.\n")
+            return
+        if path not in ("/", "/query"):
+            self._drain_quietly()
+            self._error(ch_error(1001, "STD_EXCEPTION", f"There is no handle {path}"), status=404)
+            return
+        self._query(params)
+
+    def _drain_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            for _ in _raw_body(self.rfile, self.headers):
+                pass
+
+    # errors ----------------------------------------------------------------------------------
+    def _error(self, err: ClickHouseError, status: int | None = None, query_id: str | None = None) -> None:
+        wh = self.server.warehouse
+        name = err.name or "UNKNOWN"
+        body = f"{err.message} (version {wh.version})\n".encode()
+        self.send_response(status or _STATUS_BY_NAME.get(name, 500))
+        self.send_header("Content-Type", "text/plain; charset=UTF-8")
+        self.send_header("X-ClickHouse-Exception-Code", str(err.code))
+        if query_id:
+            self.send_header("X-ClickHouse-Query-Id", query_id)
+        self.send_header("X-ClickHouse-Server-Display-Name", wh.hostname)
+        self.send_header("X-ClickHouse-Timezone", wh.timezone)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    # the query path --------------------------------------------------------------------------
+    def _query(self, params: dict[str, str]) -> None:
+        started = time.monotonic()
+        self.headers_sent = False
+        wh = self.server.warehouse
+        ctype = self.headers.get("Content-Type") or ""
+        body = _decoded(_raw_body(self.rfile, self.headers), self.headers.get("Content-Encoding") or "")
+        if params.get("decompress") in ("1", "true"):
+            body = _native_decompressed(body)
+        req = Request(params, params.get("query_id") or str(uuid.uuid4()))
+        session_id = params.get("session_id") or ""
+        conn: Conn | None = None
+        status = "ok"
+        try:
+            if ctype.lower().startswith("multipart/form-data"):
+                body = self._multipart(req, ctype, body)
+            req.bind = {k[6:]: v for k, v in req.params.items() if k.startswith("param_")}
+            if session_id:
+                try:
+                    timeout = float(req.params.get("session_timeout") or 60)
+                except ValueError:
+                    raise ch_error(374, "INVALID_SESSION_TIMEOUT", "Invalid session timeout") from None
+                conn = wh.session(session_id, timeout, req.params.get("session_check") in ("1", "true"))
+            else:
+                conn = wh.acquire()
+            self._execute(conn, req, body, bool(session_id))
+        except BodyError as exc:
+            status = "error"
+            self._error(ch_error(33, "CANNOT_READ_ALL_DATA", str(exc)), query_id=req.query_id)
+            self.close_connection = True
+        except ClickHouseError as err:
+            status = f"error {err.code}"
+            self._drain_after_error()
+            if not self.headers_sent:
+                self._error(err, query_id=req.query_id)
+        except (BrokenPipeError, ConnectionResetError):
+            status = "client gone"
+            self.close_connection = True
+        except Exception as exc:  # a bug here must not kill the server: answer like ClickHouse would
+            status = "internal error"
+            log.exception("internal error")
+            self._drain_after_error()
+            if self.headers_sent:
+                return
+            with contextlib.suppress(Exception):
+                self._error(
+                    ch_error(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}"), query_id=req.query_id
+                )
+        finally:
+            if conn is not None:
+                if session_id:
+                    wh.release_session(conn)
+                else:
+                    wh.release(conn)
+            log.info(
+                "query id=%s session=%s %s rows=%s written=%s %.1fms: %s",
+                req.query_id,
+                session_id[:12] or "-",
+                status,
+                req.summary["result_rows"],
+                req.summary["written_rows"],
+                (time.monotonic() - started) * 1000,
+                sql.for_log(req.log_query),
+            )
+
+    def _drain_after_error(self) -> None:
+        # An early error leaves body bytes unread; close rather than read a big upload to the end.
+        self.close_connection = True
+
+    def _multipart(self, req: Request, ctype: str, body: Iterator[bytes]) -> Iterator[bytes]:
+        raw = b"".join(body)
+        msg = BytesParser(policy=HTTP_POLICY).parsebytes(
+            b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + raw
+        )
+        query_parts: list[bytes] = []
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not isinstance(name, str):
+                continue
+            payload = part.get_payload(decode=True) or b""
+            if part.get_filename() is None and (
+                name == "query" or name.startswith("param_") or name in TRANSPORT_PARAMS
+            ):
+                if name == "query":
+                    query_parts.append(payload)
+                else:
+                    req.params[name] = payload.decode("utf-8", errors="replace")
+            else:
+                structure = req.params.get(f"{name}_structure")
+                if structure is None and f"{name}_types" in req.params:
+                    types = req.params[f"{name}_types"].split(",")
+                    structure = ", ".join(f"_{i + 1} {t}" for i, t in enumerate(types))
+                if structure is None:
+                    raise ch_error(
+                        36,
+                        "BAD_ARGUMENTS",
+                        f"Neither structure nor types have not been provided for external table {name}. "
+                        f"Use fields {name}_structure or {name}_types to do so.",
+                    )
+                fmt = req.params.get(f"{name}_format", "TabSeparated")
+                req.external.append((name, payload, structure, fmt))
+        for name in list(req.params):
+            if name.endswith(("_structure", "_types", "_format")) and any(
+                name.startswith(ext[0] + "_") for ext in req.external
+            ):
+                req.params.pop(name)
+                req.settings.pop(name, None)
+        if query_parts:
+            existing = req.params.get("query")
+            req.params["query"] = ((existing + "\n") if existing else "") + b"".join(query_parts).decode(
+                "utf-8", errors="surrogateescape"
+            )
+        return iter(())
+
+    def _execute(self, conn: Conn, req: Request, body: Iterator[bytes], in_session: bool) -> None:
+        qparam = req.params.get("query", "")
+        head = bytearray(qparam.encode("utf-8", errors="surrogateescape"))
+        body_started = False
+        split: sql.InsertSplit | None | bool = None
+        kind = ""
+        # Read just enough of the body to know the statement, and for INSERT ... FORMAT where data starts.
+        for chunk in body:
+            if not body_started and head:
+                head += b"\n"
+            body_started = True
+            head += chunk
+            text = head.decode("latin-1")
+            kind = sql.first_keyword(text)
+            if not kind and not text.strip():
+                continue
+            if kind != "INSERT":
+                break
+            split = sql.split_insert_format(text)
+            if split is not False:
+                break
+            if len(head) > MAX_QUERY_BYTES:
+                raise ch_error(202, "QUERY_IS_TOO_LARGE", "The INSERT statement is too large")
+        else:
+            text = head.decode("latin-1")
+            kind = sql.first_keyword(text)
+            if kind == "INSERT":
+                split = sql.split_insert_format(text)
+        if kind == "INSERT" and isinstance(split, sql.InsertSplit):
+            self._insert(conn, req, bytes(head), split, body, in_session)
+            return
+        for chunk in body:
+            head += chunk
+            if len(head) > MAX_QUERY_BYTES:
+                raise ch_error(202, "QUERY_IS_TOO_LARGE", "Query is too large")
+        self._run_query(conn, req, sql.to_str(bytes(head)), in_session)
+
+    def _prepare(self, conn: Conn, req: Request, in_session: bool, kind: str) -> None:
+        db = req.params.get("database") or (conn.base_db if in_session else "default")
+        conn.use_database(db)
+        if kind == "SET":
+            conn.reset_tracking()
+        conn.apply_settings(req.settings)
+        for name, data, structure, fmt in req.external:
+            conn.dirty = True
+            conn.run(f"CREATE TEMPORARY TABLE {_ident(name)} ({structure})")
+            try:
+                ins = conn.chdb.send_insert(f"INSERT INTO {_ident(name)}", fmt)
+                ins.append(data)
+                ins.finish()
+            except RuntimeError as exc:
+                raise _parse_chdb_error(exc) from None
+
+    def _cleanup_external(self, conn: Conn, req: Request, in_session: bool) -> None:
+        if in_session:
+            for name, *_ in req.external:
+                with contextlib.suppress(ClickHouseError):
+                    conn.run(f"DROP TEMPORARY TABLE IF EXISTS {_ident(name)}")
+
+    def _insert(
+        self,
+        conn: Conn,
+        req: Request,
+        head: bytes,
+        split: sql.InsertSplit,
+        body: Iterator[bytes],
+        in_session: bool,
+    ) -> None:
+        statement = sql.to_str(head[: len(split.statement.encode("latin-1"))])
+        req.log_query = f"{statement} FORMAT {split.fmt}"
+        _, second = sql.check_single_statement(statement)
+        if second is not None:
+            raise _multi_statement_error(statement, second)
+        # Spool the whole body first: a truncated or aborted upload must not half-apply.
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
+            spool.write(head[split.data_start :])
+            for chunk in body:
+                spool.write(chunk)
+            size = spool.tell()
+            spool.seek(0)
+            self._prepare(conn, req, in_session, "INSERT")
+            try:
+                try:
+                    ins = conn.chdb.send_insert(statement, split.fmt)
+                except RuntimeError as exc:
+                    raise _parse_chdb_error(exc) from None
+                try:
+                    while data := spool.read(INSERT_APPEND_CHUNK):
+                        ins.append(data)
+                    result = ins.finish()
+                except BaseException as exc:
+                    with contextlib.suppress(Exception):
+                        ins.cancel()
+                    if isinstance(exc, RuntimeError):
+                        raise _parse_chdb_error(exc) from None
+                    raise
+            finally:
+                self._cleanup_external(conn, req, in_session)
+        req.summary["written_rows"] = result.rows_written
+        req.summary["written_bytes"] = result.bytes_written or size
+        self._send_buffered(req, b"", None, result.elapsed)
+
+    def _run_query(self, conn: Conn, req: Request, text: str, in_session: bool) -> None:
+        req.log_query = text
+        text, second = sql.check_single_statement(text)
+        if second is not None:
+            raise _multi_statement_error(text, second)
+        kind = sql.first_keyword(text)
+        if not kind:
+            raise ch_error(62, "SYNTAX_ERROR", "Empty query")
+        if self.command == "GET" and kind not in sql.RESULT_KEYWORDS and kind not in ("SET", "USE"):
+            raise ch_error(
+                164,
+                "READONLY",
+                "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
+                "You should use method POST for modifying queries",
+            )
+        self._prepare(conn, req, in_session, kind)
+        try:
+            if kind in sql.RESULT_KEYWORDS:
+                query, fmt = sql.strip_format(text)
+                fmt = fmt or req.params.get("default_format") or "TabSeparated"
+                if fmt.lower() in PYTHON_ONLY_FORMATS:
+                    raise ch_error(73, "UNKNOWN_FORMAT", f"Unknown output format {fmt}")
+                stream = (
+                    kind in sql.STREAMABLE_KEYWORDS
+                    and streamable_format(fmt)
+                    and req.params.get("wait_end_of_query") not in ("1", "true")
+                )
+                if stream:
+                    self._stream(conn, req, query, fmt)
+                else:
+                    res = conn.run(query, fmt, req.bind)
+                    req.summary.update(read_rows=res.rows_read(), read_bytes=res.bytes_read())
+                    self._send_buffered(req, res.bytes(), fmt, res.elapsed())
+            else:
+                res = conn.run(text, "TabSeparated", req.bind)
+                self._after_command(conn, kind, text, in_session)
+                req.summary.update(
+                    read_rows=res.rows_read(),
+                    read_bytes=res.bytes_read(),
+                    written_rows=res.rows_written(),
+                    written_bytes=res.bytes_written(),
+                )
+                self._send_buffered(req, res.bytes(), None, res.elapsed())
+        finally:
+            self._cleanup_external(conn, req, in_session)
+
+    def _after_command(self, conn: Conn, kind: str, text: str, in_session: bool) -> None:
+        """Track what a client's SET/USE/temporary table changed on the connection."""
+        if kind == "USE":
+            res = conn.run("SELECT currentDatabase()", "TabSeparatedRaw")
+            conn.db = res.bytes().decode().strip()
+            if in_session:
+                conn.base_db = conn.db
+            else:
+                conn.dirty = True
+        elif kind == "SET":
+            conn.priors.clear()
+            if not in_session:
+                conn.dirty = True
+        elif kind == "CREATE" and not in_session and "TEMPORARY" in text[:200].upper():
+            conn.dirty = True
+
+    # writing answers -------------------------------------------------------------------------
+    def _encoding(self, req: Request) -> str | None:
+        if req.params.get("enable_http_compression") not in ("1", "true"):
+            return None
+        accepted = [
+            e.split(";")[0].strip().lower() for e in (self.headers.get("Accept-Encoding") or "").split(",")
+        ]
+        for enc in accepted:
+            if enc in RESPONSE_ENCODINGS:
+                return enc
+        return None
+
+    def _common_headers(self, req: Request, fmt: str | None) -> None:
+        wh = self.server.warehouse
+        self.send_header("X-ClickHouse-Query-Id", req.query_id)
+        self.send_header("X-ClickHouse-Server-Display-Name", wh.hostname)
+        self.send_header("X-ClickHouse-Timezone", wh.timezone)
+        if fmt is not None:
+            self.send_header("X-ClickHouse-Format", fmt)
+            ctype = "application/octet-stream"
+            if fmt.lower().startswith(("tabseparated", "tsv", "csv", "pretty", "vertical", "markdown")):
+                ctype = "text/plain; charset=UTF-8"
+            elif fmt.lower().startswith("json"):
+                ctype = "application/json; charset=UTF-8"
+            self.send_header("Content-Type", ctype)
+        else:
+            self.send_header("Content-Type", "text/plain; charset=UTF-8")
+        if req.params.get("session_id"):
+            self.send_header("Keep-Alive", f"timeout={int(float(req.params.get('session_timeout') or 60))}")
+
+    def _summary(self, req: Request, elapsed: float) -> str:
+        s = req.summary
+        return json.dumps(
+            {
+                "read_rows": str(s["read_rows"]),
+                "read_bytes": str(s["read_bytes"]),
+                "written_rows": str(s["written_rows"]),
+                "written_bytes": str(s["written_bytes"]),
+                "total_rows_to_read": str(s["read_rows"]),
+                "result_rows": str(s["result_rows"] or s["written_rows"]),
+                "result_bytes": "0",
+                "elapsed_ns": str(int(elapsed * 1e9)),
+            },
+            separators=(",", ":"),
+        )
+
+    def _send_buffered(self, req: Request, data: bytes, fmt: str | None, elapsed: float) -> None:
+        encoding = self._encoding(req) if data else None
+        if encoding:
+            comp = _Compressor(encoding)
+            data = comp.compress(data) + comp.flush()
+        self.send_response(200)
+        self._common_headers(req, fmt)
+        self.send_header("X-ClickHouse-Summary", self._summary(req, elapsed))
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, conn: Conn, req: Request, query: str, fmt: str) -> None:
+        try:
+            stream = conn.chdb._conn.send_query(query, fmt, params=req.bind)
+        except RuntimeError as exc:
+            raise _parse_chdb_error(exc) from None
+        fetch = conn.chdb._conn.streaming_fetch_result
+        finished = False
+
+        def next_chunk() -> bytes | None:
+            nonlocal finished
+            try:
+                res = fetch(stream)
+            except RuntimeError as exc:
+                finished = True
+                raise _parse_chdb_error(exc) from None
+            if res is None or res.rows_read() == 0:
+                finished = True
+                return None
+            req.summary["result_rows"] += res.rows_read()
+            return res.bytes()
+
+        try:
+            first = next_chunk()  # errors before the first byte get a proper HTTP error answer
+            reframer = Reframer(fmt)
+            encoding = self._encoding(req)
+            comp = _Compressor(encoding) if encoding else None
+            chunked = self.request_version != "HTTP/1.0"
+            self.send_response(200)
+            self._common_headers(req, fmt)
+            tag = secrets.token_hex(8)
+            self.send_header("X-ClickHouse-Exception-Tag", tag)
+            self.send_header("X-ClickHouse-Summary", self._summary(req, 0.0))
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.close_connection = True
+            self.end_headers()
+            self.headers_sent = True
+
+            def write(data: bytes) -> None:
+                if comp is not None:
+                    data = comp.compress(data)
+                if not data:
+                    return
+                if chunked:
+                    self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+                else:
+                    self.wfile.write(data)
+
+            try:
+                chunk = first
+                while chunk is not None:
+                    write(reframer.feed(chunk))
+                    chunk = next_chunk()
+                write(reframer.finish())
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as exc:
+                err = (
+                    exc
+                    if isinstance(exc, ClickHouseError)
+                    else ch_error(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}")
+                )
+                # Late error: ClickHouse's tagged exception block, so clients raise instead of
+                # silently returning short data.
+                message = f"{err.message} (version {self.server.warehouse.version})"
+                block = f"\r\n__exception__\r\n{tag}\r\n{message}\n{len(message)} {tag}\r\n__exception__\r\n"
+                write(block.encode())
+                req.summary["result_rows"] = -1
+                log.info("query id=%s failed mid-stream: %s", req.query_id, err.message[:300])
+                self.close_connection = True
+            if comp is not None:
+                tail = comp.flush()
+                if tail:
+                    if chunked:
+                        self.wfile.write(b"%X\r\n%s\r\n" % (len(tail), tail))
+                    else:
+                        self.wfile.write(tail)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        finally:
+            if not finished:
+                with contextlib.suppress(Exception):
+                    conn.chdb._conn.streaming_cancel_query(stream)
+
+
+def _multi_statement_error(text: str, pos: int) -> ClickHouseError:
+    snippet = text[pos : pos + 40]
+    return ch_error(
+        62,
+        "SYNTAX_ERROR",
+        f"Syntax error (Multi-statements are not allowed): failed at position {pos + 1} ({snippet!r}) "
+        "(line 1, col 1): . ",
+    )
+
+
+class WarehouseHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], warehouse: Warehouse):
+        self.warehouse = warehouse
+        super().__init__(address, Handler)
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().server_bind()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="ClickHouse HTTP server over chDB (the embedded warehouse)")
+    data_root = os.environ.get("AETL_DATA_DIR", ".data")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("CLICKHOUSE_HTTP_PORT", "8123")))
+    parser.add_argument("--data-dir", default=os.path.join(data_root, "warehouse"))
+    parser.add_argument("--log-level", default=os.environ.get("AETL_WAREHOUSE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    warehouse = Warehouse(args.data_dir)
+    server = WarehouseHTTPServer((args.host, args.port), warehouse)
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("signal %s: shutting down", signum)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "warehouse listening on http://%s:%s data=%s (chDB %s, engine %s)",
+        args.host,
+        server.server_address[1],
+        warehouse.path,
+        chdb.__version__,
+        warehouse.version,
+    )
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        warehouse.close()
+        log.info("warehouse stopped, data folder released")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     # empty: in-process counters; "redis://..." shares them between API replicas
     rate_limit_storage: str = Field("memory://", validation_alias="AETL_RATE_LIMIT_STORAGE")
     max_body_bytes: int = Field(10 * 1024 * 1024, validation_alias="AETL_MAX_BODY_BYTES")
+    rate_limit_enabled: bool = Field(True, validation_alias="AETL_RATE_LIMIT_ENABLED")
+
+    # api behaviour
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field("HS256", validation_alias="AETL_JWT_ALGORITHM")
+    # per-component timeout of /health/detailed (checks run concurrently)
+    health_check_timeout_seconds: float = Field(2.0, validation_alias="AETL_HEALTH_TIMEOUT_SECONDS")
+    # optional cache / shared state; empty means "not configured" (reported honestly by /health/cache)
+    redis_url: str | None = Field(None, validation_alias="AETL_REDIS_URL")
+    log_level: str = Field("INFO", validation_alias="AETL_LOG_LEVEL")
 
     @property
     def instance_suffix(self) -> str:

@@ -1,0 +1,273 @@
+"""The one outer ASGI middleware: request id, body-size limit, rate limit, access log, metrics.
+
+Pure ASGI (not BaseHTTPMiddleware) so streaming bodies are counted as they arrive and an
+unexpected exception is answered here in the error shape instead of by Starlette's plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from limits import RateLimitItemPerMinute
+from limits.aio.strategies import FixedWindowRateLimiter
+from limits.storage import storage_from_string
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.core import security
+from api.core.config import Settings
+from api.core.context import accept_request_id, reset_request_id, set_request_id
+from api.core.errors import PayloadTooLarge, RateLimitExceeded, app_error_response, render_exception
+
+access_log = logging.getLogger("api.access")
+logger = logging.getLogger("api.middleware")
+
+# never counted against a limit (probes, docs); they still carry the headers
+UNLIMITED_PREFIXES = ("/health", "/api/v1/health", "/docs", "/redoc", "/openapi.json")
+GENERATION_TAG, ADMIN_TAG = "generation", "admin"
+
+
+class Metrics:
+    """Prometheus metrics of one app instance (own registry: several apps may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "aetl_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "aetl_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.rate_limited = Counter(
+            "aetl_http_rate_limited_total",
+            "Requests refused by the rate limiter",
+            ["tier"],
+            registry=self.registry,
+        )
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    limit: int
+    remaining: int
+    reset: int
+    allowed: bool
+    tier: str
+
+    def headers(self) -> dict[str, str]:
+        out = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(self.remaining, 0)),
+            "X-RateLimit-Reset": str(self.reset),
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(max(1, self.reset - math.floor(time.time())))
+        return out
+
+
+class RateLimiter:
+    """Per-identity fixed windows of one minute; storage from settings (memory or redis)."""
+
+    def __init__(self, settings: Settings) -> None:
+        uri = settings.rate_limit_storage or "memory://"
+        self.enabled = settings.rate_limit_enabled
+        self.storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
+        self.strategy = FixedWindowRateLimiter(self.storage)
+        self.tiers = {
+            "anonymous": RateLimitItemPerMinute(settings.rate_limit_anonymous),
+            "user": RateLimitItemPerMinute(settings.rate_limit_default),
+            "admin": RateLimitItemPerMinute(settings.rate_limit_admin),
+            "generation": RateLimitItemPerMinute(settings.rate_limit_generation),
+        }
+
+    async def decide(self, tier: str, identity: str, *, count: bool) -> RateDecision:
+        item = self.tiers[tier]
+        allowed = True
+        if count and self.enabled:
+            allowed = await self.strategy.hit(item, tier, identity)
+        stats = await self.strategy.get_window_stats(item, tier, identity)
+        return RateDecision(item.amount, stats.remaining, math.ceil(stats.reset_time), allowed, tier)
+
+
+def caller_identity(headers: Headers, client: tuple[str, int] | None) -> tuple[str, str | None]:
+    """(identity, role) from the credential without touching the database."""
+    api_key = headers.get("x-api-key")
+    auth = headers.get("authorization", "")
+    bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    if api_key or security.looks_like_api_key(bearer):
+        return "key:" + security.hash_api_key(api_key or bearer)[:24], None
+    if bearer:
+        claims = security.peek_access_claims(bearer)
+        if claims:
+            return f"user:{claims['sub']}", claims.get("role")
+    return f"ip:{client[0] if client else 'unknown'}", None
+
+
+class RequestContextMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        routes: Callable[[], list[Any]],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.limiter = limiter
+        self.metrics = metrics
+        self.routes = routes
+        self._route_info = lru_cache(maxsize=4096)(self._match_route)
+
+    def _match_route(self, method: str, path: str) -> tuple[str, frozenset[str]]:
+        """(route template for metrics/logs, tags) of the route a request goes to."""
+        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+        partial: tuple[str, frozenset[str]] | None = None
+        for route in self.routes():
+            match, _ = route.matches(scope)
+            info = (getattr(route, "path", path), frozenset(getattr(route, "tags", None) or ()))
+            if match == Match.FULL:
+                return info
+            if match == Match.PARTIAL and partial is None:
+                partial = info
+        return partial or ("<unmatched>", frozenset())
+
+    async def _rate_decision(self, scope: Scope, headers: Headers, tags: frozenset[str]) -> RateDecision:
+        identity, role = caller_identity(headers, scope.get("client"))
+        if GENERATION_TAG in tags:
+            tier = "generation"
+        elif ADMIN_TAG in tags or role == "admin":
+            tier = "admin"
+        elif identity.startswith("ip:"):
+            tier = "anonymous"
+        else:
+            tier = "user"
+        count = not scope["path"].startswith(UNLIMITED_PREFIXES)
+        return await self.limiter.decide(tier, identity, count=count)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = accept_request_id(headers.get("x-request-id"))
+        token = set_request_id(request_id)
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        method, path = scope["method"], scope["path"]
+        route, tags = self._route_info(method, path)
+        status = {"code": 500, "sent": False}
+        extra: dict[str, str] = {"X-Request-ID": request_id}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["sent"] = message["status"], True
+                response_headers = MutableHeaders(scope=message)
+                for name, value in extra.items():
+                    response_headers[name] = value
+            await send(message)
+
+        try:
+            try:
+                decision = await self._rate_decision(scope, headers, tags)
+            except Exception:  # a broken limiter backend must not take the API down
+                logger.warning("rate limiter unavailable request_id=%s", request_id)
+                decision = None
+            if decision is not None:
+                extra.update(decision.headers())
+                if not decision.allowed:
+                    self.metrics.rate_limited.labels(decision.tier).inc()
+                    exc = RateLimitExceeded(
+                        f"Rate limit exceeded: {decision.limit} requests per minute",
+                        details={"limit": decision.limit, "window_seconds": 60, "tier": decision.tier},
+                    )
+                    await app_error_response(exc)(scope, receive, send_with_headers)
+                    return
+            body_receive = await self._limited_body(scope, headers, receive, send_with_headers)
+            if body_receive is None:
+                return
+            await self.app(scope, body_receive, send_with_headers)
+        except Exception as exc:
+            if status["sent"]:
+                logger.error("error after response started request_id=%s: %s", request_id, type(exc).__name__)
+            else:
+                await render_exception(exc)(scope, receive, send_with_headers)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.labels(method, route, str(status["code"])).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            access_log.info(
+                "%s %s %s %.1fms request_id=%s user=%s",
+                method,
+                path,
+                status["code"],
+                elapsed * 1000,
+                request_id,
+                state.get("user_id", "-"),
+            )
+            reset_request_id(token)
+
+    async def _limited_body(
+        self, scope: Scope, headers: Headers, receive: Receive, send: Send
+    ) -> Receive | None:
+        """A receive that never yields more than max_body_bytes, or None after answering 413.
+
+        A declared Content-Length is checked up front; a chunked body is read (up to the limit)
+        before the app sees it, so the app never parses a body that will be refused.
+        """
+        limit = self.settings.max_body_bytes
+        too_large = PayloadTooLarge(f"Request body exceeds {limit} bytes", details={"max_body_bytes": limit})
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > limit:
+                await app_error_response(too_large)(scope, receive, send)
+                return None
+            return receive
+        if "chunked" not in headers.get("transfer-encoding", "").lower():
+            return receive
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await app_error_response(too_large)(scope, receive, send)
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+
+def route_list(app: Any) -> Callable[[], list[Route]]:
+    return lambda: list(app.router.routes)
+
+
+AsyncCall = Callable[[], Awaitable[None]]

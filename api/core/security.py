@@ -1,0 +1,238 @@
+"""Credentials: argon2 password hashes, JWT access/refresh tokens, API keys, TOTP secrets.
+
+Pure functions over the settings; storage (which refresh tokens are live, which keys exist) is
+the auth service's business.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import string
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, Literal
+
+import jwt
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.fernet import Fernet
+from cryptography.fernet import InvalidToken as FernetInvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from api.core.config import get_settings
+from api.core.errors import InvalidToken, TokenExpired
+
+TokenType = Literal["access", "refresh", "email_verify"]
+API_KEY_PREFIX = "aetl_"
+TOTP_ISSUER = "AI-ETL"
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+
+_hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- passwords ---------------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(hashed: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hashed, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def password_needs_rehash(hashed: str) -> bool:
+    try:
+        return _hasher.check_needs_rehash(hashed)
+    except InvalidHashError:
+        return True
+
+
+# a real hash to verify against when the user does not exist, so timing does not reveal it
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def burn_password_check(password: str) -> None:
+    verify_password(_DUMMY_HASH, password)
+
+
+def password_problem(password: str) -> str | None:
+    """The aggregator's rule: at least 8 characters, letters and numbers."""
+    if len(password) < PASSWORD_MIN:
+        return f"Password must be at least {PASSWORD_MIN} characters"
+    if len(password) > PASSWORD_MAX:
+        return f"Password must be at most {PASSWORD_MAX} characters"
+    if not any(c.isalpha() for c in password) or not any(c.isdigit() for c in password):
+        return "Password must contain letters and numbers"
+    return None
+
+
+def temporary_password() -> str:
+    alphabet = string.ascii_letters + string.digits
+    core = "".join(secrets.choice(alphabet) for _ in range(14))
+    # guarantee the policy (letters + digits) whatever the random draw was
+    return f"{core}{secrets.choice(string.ascii_uppercase)}{secrets.choice(string.digits)}!"
+
+
+# --- JWT ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    jti: str
+    expires_at: datetime
+
+
+def _secret() -> str:
+    return get_settings().secret_key.get_secret_value()
+
+
+def _encode(claims: dict[str, Any]) -> str:
+    return jwt.encode(claims, _secret(), algorithm=get_settings().jwt_algorithm)
+
+
+def create_access_token(
+    *, user_id: str, role: str, token_version: int, session_id: str | None
+) -> IssuedToken:
+    now = utcnow()
+    expires = now + timedelta(minutes=get_settings().access_token_minutes)
+    jti = uuid.uuid4().hex
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "type": "access",
+        "role": role,
+        "ver": token_version,
+        "jti": jti,
+        "iat": now,
+        "nbf": now,
+        "exp": expires,
+    }
+    if session_id:
+        claims["sid"] = session_id
+    return IssuedToken(_encode(claims), jti, expires)
+
+
+def create_refresh_token(*, user_id: str, family_id: str) -> IssuedToken:
+    now = utcnow()
+    expires = now + timedelta(days=get_settings().refresh_token_days)
+    jti = uuid.uuid4().hex
+    claims = {"sub": user_id, "type": "refresh", "fam": family_id, "jti": jti, "iat": now, "exp": expires}
+    return IssuedToken(_encode(claims), jti, expires)
+
+
+def create_email_token(*, user_id: str, email: str, hours: int = 48) -> str:
+    now = utcnow()
+    claims = {
+        "sub": user_id,
+        "type": "email_verify",
+        "email": email,
+        "iat": now,
+        "exp": now + timedelta(hours=hours),
+    }
+    return _encode(claims)
+
+
+def decode_token(token: str, expected: TokenType) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(
+            token,
+            _secret(),
+            algorithms=[get_settings().jwt_algorithm],
+            options={"require": ["exp", "iat", "sub", "type"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenExpired() from exc
+    except jwt.PyJWTError as exc:
+        raise InvalidToken() from exc
+    if claims.get("type") != expected or not isinstance(claims.get("sub"), str):
+        raise InvalidToken()
+    return claims
+
+
+def peek_access_claims(token: str) -> dict[str, Any] | None:
+    """Verified claims or None, without raising (rate limiting keys on the user, not the IP)."""
+    try:
+        return decode_token(token, "access")
+    except (InvalidToken, TokenExpired):
+        return None
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    key: str
+    prefix: str
+    key_hash: str
+
+
+def hash_api_key(key: str) -> str:
+    # keys carry 256 random bits, so a keyed fast hash is enough (argon2 would only add latency)
+    return hmac.new(_secret().encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+def generate_api_key() -> NewApiKey:
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return NewApiKey(key=key, prefix=key[: len(API_KEY_PREFIX) + 8], key_hash=hash_api_key(key))
+
+
+def looks_like_api_key(value: str) -> bool:
+    return value.startswith(API_KEY_PREFIX) and 20 <= len(value) <= 128
+
+
+# --- encryption at rest (TOTP secrets) ---------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _fernet(key_material: str, purpose: bytes) -> Fernet:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"aetl", info=purpose).derive(
+        key_material.encode()
+    )
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def encrypt_secret(plain: str, purpose: bytes = b"totp-secret") -> str:
+    return _fernet(get_settings().encryption_key.get_secret_value(), purpose).encrypt(plain.encode()).decode()
+
+
+def decrypt_secret(token: str, purpose: bytes = b"totp-secret") -> str | None:
+    try:
+        f = _fernet(get_settings().encryption_key.get_secret_value(), purpose)
+        return f.decrypt(token.encode()).decode()
+    except (FernetInvalidToken, ValueError):
+        return None
+
+
+# --- TOTP --------------------------------------------------------------------------------------
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, account: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=TOTP_ISSUER)
+
+
+def verify_totp(secret: str, code: str) -> bool:
+    code = code.strip().replace(" ", "")
+    if not code.isdigit() or len(code) != 6:
+        return False
+    # one step of clock drift either way
+    return pyotp.TOTP(secret).verify(code, valid_window=1)

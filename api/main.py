@@ -1,0 +1,73 @@
+"""The API application factory: `uvicorn api.main:create_app --factory`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import APIRouter, FastAPI
+from prometheus_client import PlatformCollector, ProcessCollector
+
+from api.core.config import Settings, get_settings
+from api.core.errors import install_error_handlers
+from api.core.middleware import Metrics, RateLimiter, RequestContextMiddleware, route_list
+from api.routes import auth, health, roles, users
+from api.services.health import DagsterProbe, dagster_probe
+
+API_PREFIX = "/api/v1"
+
+
+def _configure_logging(settings: Settings) -> None:
+    # uvicorn configures its own loggers; ours only need a level and one handler
+    root = logging.getLogger("api")
+    root.setLevel(settings.log_level.upper())
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    dagster_probe_factory: Callable[[Settings], DagsterProbe] = dagster_probe,
+) -> FastAPI:
+    settings = settings or get_settings()
+    _configure_logging(settings)
+    app = FastAPI(
+        title="AI-ETL Platform API",
+        version=settings.version,
+        description=(
+            "Pipelines, connectors, datamarts and watched folders on Dagster and ClickHouse. "
+            "Errors always use one shape: `{status, message, errors[], error{code, message, details, "
+            "request_id}}`; every response carries `X-Request-ID` and `X-RateLimit-*` headers."
+        ),
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    metrics = Metrics()
+    ProcessCollector(registry=metrics.registry)
+    PlatformCollector(registry=metrics.registry)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.dagster_probe_factory = dagster_probe_factory
+    app.state.rate_limiter = RateLimiter(settings)
+
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        settings=settings,
+        limiter=app.state.rate_limiter,
+        metrics=metrics,
+        routes=route_list(app),
+    )
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (auth, users, roles):
+        api.include_router(module.router)
+    api.include_router(health.router)
+    app.include_router(health.root_router)
+    app.include_router(api)
+    return app

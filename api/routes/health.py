@@ -1,0 +1,110 @@
+"""Health: `/health` (liveness) and `/health/detailed` at the root (ai-etl bodies); the aggregator's
+`/api/v1/health/*` family in its envelope."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.core.config import Settings
+from api.routes import ERROR_RESPONSES
+from api.schemas.common import Envelope, ok
+from api.schemas.health import CacheHealth, DetailedHealth, Liveness, Readiness, SystemHealth
+from api.services import health as health_service
+
+root_router = APIRouter(tags=["health"])
+router = APIRouter(prefix="/health", tags=["health"], responses={500: ERROR_RESPONSES[500]})
+
+_UNHEALTHY = {503: {"description": "A component is down (same body, status unhealthy)"}}
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _liveness(request: Request) -> dict[str, Any]:
+    return {"status": "healthy", "version": _settings(request).version, "timestamp": datetime.now(UTC)}
+
+
+async def _detailed(request: Request) -> dict[str, Any]:
+    return await health_service.detailed_report(_settings(request), request.app.state.dagster_probe_factory)
+
+
+@root_router.get("/health", response_model=Liveness)
+def liveness_root(request: Request) -> object:
+    """Liveness: the process answers. No dependency is checked (that is /health/detailed)."""
+    return _liveness(request)
+
+
+@root_router.get("/health/detailed", response_model=DetailedHealth, responses=_UNHEALTHY)
+async def detailed_root(request: Request) -> object:
+    """Database, warehouse, Dagster webserver and daemon, cache; checked concurrently. 503 when
+    any configured component is down."""
+    report = await _detailed(request)
+    if report["status"] != health_service.HEALTHY:
+        return JSONResponse(DetailedHealth.model_validate(report).model_dump(mode="json"), status_code=503)
+    return report
+
+
+@router.get("", response_model=Envelope[DetailedHealth])
+async def health(request: Request) -> object:
+    """Comprehensive report (the detailed checks); `data.status` says healthy or unhealthy."""
+    return ok(await _detailed(request))
+
+
+@router.get("/live", response_model=Envelope[Liveness])
+def live(request: Request) -> object:
+    return ok(_liveness(request))
+
+
+@router.get("/ready", response_model=Envelope[Readiness], responses=_UNHEALTHY)
+async def ready(request: Request) -> object:
+    """Ready when the metadata database answers (the API cannot serve a request without it)."""
+    database = await health_service.database_report(_settings(request))
+    body = ok({"ready": database["status"] == "healthy", "checks": {"database": database}})
+    if database["status"] != "healthy":
+        return JSONResponse(Envelope[Readiness].model_validate(body).model_dump(mode="json"), status_code=503)
+    return body
+
+
+@router.get("/database", response_model=Envelope[dict[str, Any]], responses=_UNHEALTHY)
+async def database(request: Request) -> object:
+    report = await health_service.database_report(_settings(request))
+    body = ok(report)
+    return body if report["status"] == "healthy" else JSONResponse(body, status_code=503)
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition",
+        }
+    },
+)
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/cache", response_model=Envelope[CacheHealth])
+async def cache(request: Request) -> object:
+    """The API's only shared cache is the rate-limit store; Redis is reported as not configured
+    unless AETL_REDIS_URL (or a redis:// rate-limit storage) is set."""
+    settings = _settings(request)
+    report = await health_service.timed(
+        lambda: health_service.check_redis(settings), settings.health_check_timeout_seconds
+    )
+    storage_scheme = (settings.rate_limit_storage or "memory://").split("://", 1)[0]
+    backend = "redis" if report["status"] != health_service.NOT_CONFIGURED else "memory"
+    return ok({**report, "backend": backend, "rate_limit_storage": storage_scheme})
+
+
+@router.get("/system", response_model=Envelope[SystemHealth])
+def system(request: Request) -> object:
+    return ok(health_service.system_report(_settings(request)))

@@ -1,0 +1,57 @@
+"""Prepare a DAGSTER_HOME for the webserver and the daemon (called by the stack supervisor and tests).
+
+The repo's `dagster.yaml` is the template; `${DAGSTER_HOME}` in it becomes the absolute path of the
+home, everything secret stays an `env:` reference resolved by Dagster at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from orchestration.lib.pg import ensure_pg_database
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DAGSTER_YAML_TEMPLATE = REPO_ROOT / "dagster.yaml"
+WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
+
+
+def render_dagster_yaml(template: str, dagster_home: Path) -> str:
+    """The instance config for one home: only the path placeholder is substituted."""
+    return template.replace("${DAGSTER_HOME}", str(dagster_home.resolve()))
+
+
+def prepare_dagster_home(dagster_home: Path, pg_url: str | None = None) -> Path:
+    """Create the home, write its dagster.yaml (only if changed) and make sure the storage DB exists.
+
+    `pg_url` defaults to DAGSTER_PG_URL, the variable dagster.yaml reads; pass False-y to skip the DB.
+    Returns the path of the rendered dagster.yaml.
+    """
+    dagster_home = dagster_home.resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "compute_logs").mkdir(exist_ok=True)
+    target = dagster_home / "dagster.yaml"
+    rendered = render_dagster_yaml(DAGSTER_YAML_TEMPLATE.read_text(), dagster_home)
+    # Rewriting an unchanged file would make a running webserver think the instance changed.
+    if not target.exists() or target.read_text() != rendered:
+        tmp = target.with_suffix(".yaml.tmp")
+        tmp.write_text(rendered)
+        tmp.replace(target)
+    url = pg_url if pg_url is not None else os.environ.get("DAGSTER_PG_URL")
+    if url:
+        ensure_pg_database(url)
+    return target
+
+
+def main() -> None:
+    """`python -m orchestration.dagster_home`: prepare $DAGSTER_HOME with $DAGSTER_PG_URL."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise SystemExit("DAGSTER_HOME is not set")
+    if not os.environ.get("DAGSTER_PG_URL"):
+        raise SystemExit("DAGSTER_PG_URL is not set")
+    print(f"dagster home ready: {prepare_dagster_home(Path(home))}")
+
+
+if __name__ == "__main__":
+    main()

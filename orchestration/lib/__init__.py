@@ -1,0 +1,1 @@
+"""Small reusable helpers of the engine (no Dagster definitions here)."""

@@ -1,0 +1,472 @@
+"""DagsterClient: the one place that speaks GraphQL to dagster-webserver.
+
+Built on one `httpx.Client` (thread-safe, pooled connections), so a single instance serves all API
+worker threads; dagster-graphql's own client is not thread-safe. Every GraphQL error union member
+becomes an exception of `api.dagster_client.errors`; answers are pydantic models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from api.dagster_client import queries
+from api.dagster_client.errors import (
+    DagsterClientError,
+    DagsterInvalidRequest,
+    DagsterRunError,
+    DagsterUnavailable,
+    error_for_typename,
+)
+from api.dagster_client.models import (
+    AssetMaterialization,
+    DaemonHealth,
+    DaemonStatus,
+    InstigationStatus,
+    LocationReload,
+    Run,
+    RunEvent,
+    RunLogs,
+    RunPage,
+    RunStats,
+    RunStatus,
+    Schedule,
+    Sensor,
+    from_epoch,
+)
+
+DEFAULT_LOCATION = "aetl"
+DEFAULT_REPOSITORY = "__repository__"
+AssetKeyLike = str | Sequence[str]
+
+
+def asset_key_path(key: AssetKeyLike) -> list[str]:
+    """`"a/b"` or `["a", "b"]` -> `["a", "b"]` (Dagster's own string form uses `/`)."""
+    return key.split("/") if isinstance(key, str) else list(key)
+
+
+def tags_to_graphql(tags: Mapping[str, str] | None) -> list[dict[str, str]]:
+    return [{"key": str(k), "value": str(v)} for k, v in (tags or {}).items()]
+
+
+def build_execution_params(
+    job_name: str,
+    *,
+    location: str,
+    repository: str,
+    run_config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    asset_selection: Iterable[AssetKeyLike] | None = None,
+) -> dict[str, Any]:
+    """The `ExecutionParams` input of `launchRun` (pure: unit-tested without a server)."""
+    selector: dict[str, Any] = {
+        "jobName": job_name,
+        "repositoryName": repository,
+        "repositoryLocationName": location,
+    }
+    if asset_selection is not None:
+        selector["assetSelection"] = [{"path": asset_key_path(k)} for k in asset_selection]
+    return {
+        "selector": selector,
+        "runConfigData": dict(run_config or {}),
+        "executionMetadata": {"tags": tags_to_graphql(tags)},
+    }
+
+
+def build_runs_filter(
+    job_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    statuses: Iterable[RunStatus | str] | None = None,
+    run_ids: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """The `RunsFilter` input of `runsOrError`; tag filters match all given tags."""
+    runs_filter: dict[str, Any] = {}
+    if job_name:
+        runs_filter["pipelineName"] = job_name
+    if tags:
+        runs_filter["tags"] = tags_to_graphql(tags)
+    if statuses:
+        runs_filter["statuses"] = [RunStatus(s).value for s in statuses]
+    if run_ids:
+        runs_filter["runIds"] = list(run_ids)
+    return runs_filter
+
+
+def parse_run(data: Mapping[str, Any]) -> Run:
+    stats_data = data.get("stats") or {}
+    stats = None
+    if stats_data.get("__typename") == "RunStatsSnapshot":
+        stats = RunStats(
+            steps_succeeded=stats_data["stepsSucceeded"],
+            steps_failed=stats_data["stepsFailed"],
+            materializations=stats_data["materializations"],
+            expectations=stats_data["expectations"],
+            enqueued_time=from_epoch(stats_data.get("enqueuedTime")),
+            launch_time=from_epoch(stats_data.get("launchTime")),
+            start_time=from_epoch(stats_data.get("startTime")),
+            end_time=from_epoch(stats_data.get("endTime")),
+        )
+    run_config = data.get("runConfig") or {}
+    if isinstance(run_config, str):
+        run_config = json.loads(run_config)
+    created = from_epoch(data["creationTime"])
+    assert created is not None
+    return Run(
+        run_id=data["runId"],
+        job_name=data["jobName"],
+        status=RunStatus(data["status"]),
+        created_at=created,
+        started_at=from_epoch(data.get("startTime")),
+        ended_at=from_epoch(data.get("endTime")),
+        updated_at=from_epoch(data.get("updateTime")),
+        tags={t["key"]: t["value"] for t in data.get("tags") or []},
+        run_config=run_config,
+        asset_selection=["/".join(k["path"]) for k in data.get("assetSelection") or []],
+        can_terminate=bool(data.get("canTerminate")),
+        root_run_id=data.get("rootRunId"),
+        parent_run_id=data.get("parentRunId"),
+        stats=stats,
+    )
+
+
+def parse_event(data: Mapping[str, Any]) -> RunEvent:
+    timestamp = from_epoch(data.get("timestamp"), millis=True)
+    assert timestamp is not None
+    return RunEvent(
+        event_type=data["__typename"],
+        dagster_event_type=data.get("eventType"),
+        message=data.get("message") or "",
+        timestamp=timestamp,
+        level=data.get("level") or "INFO",
+        step_key=data.get("stepKey"),
+        error=(data.get("error") or {}).get("message"),
+    )
+
+
+def parse_metadata_entry(entry: Mapping[str, Any]) -> Any:
+    """The plain value of one metadata entry (ints beyond 32 bits come as `intRepr`)."""
+    kind = entry["__typename"]
+    if kind == "IntMetadataEntry":
+        return entry["intValue"] if entry.get("intValue") is not None else int(entry["intRepr"])
+    if kind == "JsonMetadataEntry":
+        return json.loads(entry["jsonString"])
+    for field in ("floatValue", "text", "boolValue", "mdStr", "path", "url", "timestamp", "runId"):
+        if field in entry:
+            return entry[field]
+    return None
+
+
+def parse_schedule(data: Mapping[str, Any]) -> Schedule:
+    ticks = (data.get("futureTicks") or {}).get("results") or []
+    return Schedule(
+        name=data["name"],
+        job_name=data["pipelineName"],
+        cron_schedule=data["cronSchedule"],
+        execution_timezone=data.get("executionTimezone"),
+        description=data.get("description"),
+        status=InstigationStatus(data["scheduleState"]["status"]),
+        default_status=InstigationStatus(data["defaultStatus"]),
+        next_tick_at=from_epoch(ticks[0]["timestamp"]) if ticks else None,
+    )
+
+
+def parse_sensor(data: Mapping[str, Any]) -> Sensor:
+    return Sensor(
+        name=data["name"],
+        job_names=[t["pipelineName"] for t in data.get("targets") or []],
+        description=data.get("description"),
+        status=InstigationStatus(data["sensorState"]["status"]),
+        default_status=InstigationStatus(data["defaultStatus"]),
+        min_interval_seconds=data["minIntervalSeconds"],
+    )
+
+
+def raise_for_result(result: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> None:
+    """Raise the mapped exception when a GraphQL `...OrError` result is an error member."""
+    typename = result.get("__typename", "")
+    details = dict(context or {})
+    details["dagster_error"] = typename
+    if typename == "RunConfigValidationInvalid":
+        details["errors"] = [
+            {"message": e.get("message"), "reason": e.get("reason"), "path": e.get("path")}
+            for e in result.get("errors") or []
+        ]
+        message = "; ".join(e["message"] for e in details["errors"]) or "invalid run config"
+        raise DagsterInvalidRequest(f"Invalid run config: {message}", details)
+    if typename == "InvalidStepError":
+        raise DagsterInvalidRequest(f"Invalid step key {result.get('invalidStepKey')!r}", details)
+    if typename == "InvalidOutputError":
+        raise DagsterInvalidRequest(f"Invalid output {result.get('invalidOutputName')!r}", details)
+    message = result.get("message") or typename
+    raise error_for_typename(typename)(message, details)
+
+
+class DagsterClient:
+    """Thread-safe GraphQL client of one dagster-webserver (`base_url` like http://127.0.0.1:3000)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 30.0,
+        *,
+        location: str = DEFAULT_LOCATION,
+        repository: str = DEFAULT_REPOSITORY,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.location = location
+        self.repository = repository
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DagsterClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def execute(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """POST one GraphQL document; returns `data` or raises a DagsterClientError."""
+        try:
+            response = self._http.post("/graphql", json={"query": query, "variables": dict(variables or {})})
+        except httpx.TimeoutException as error:
+            raise DagsterUnavailable(
+                "Dagster did not answer in time", {"url": self.base_url, "reason": type(error).__name__}
+            ) from error
+        except httpx.TransportError as error:
+            raise DagsterUnavailable(
+                "Dagster is unreachable", {"url": self.base_url, "reason": type(error).__name__}
+            ) from error
+        if response.status_code >= 500:
+            raise DagsterUnavailable(f"Dagster answered HTTP {response.status_code}", {"url": self.base_url})
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise DagsterUnavailable(
+                f"Dagster answered HTTP {response.status_code} without JSON", {"url": self.base_url}
+            ) from error
+        if body.get("errors"):
+            # A query the schema refuses is our bug, not the caller's: keep details for the log.
+            messages = [e.get("message", "") for e in body["errors"]]
+            raise DagsterClientError("Dagster refused the GraphQL request", {"graphql_errors": messages})
+        if response.status_code >= 400 or not isinstance(body.get("data"), dict):
+            raise DagsterClientError(f"Dagster answered HTTP {response.status_code}", {})
+        return body["data"]
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def launch_run(
+        self,
+        job_name: str,
+        run_config: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        repository_location: str | None = None,
+        repository_name: str | None = None,
+        asset_selection: Iterable[AssetKeyLike] | None = None,
+    ) -> str:
+        """Submit a run (queued by the daemon's run coordinator); returns its run id."""
+        params = build_execution_params(
+            job_name,
+            location=repository_location or self.location,
+            repository=repository_name or self.repository,
+            run_config=run_config,
+            tags=tags,
+            asset_selection=asset_selection,
+        )
+        result = self.execute(queries.LAUNCH_RUN, {"executionParams": params})["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise_for_result(result, {"job_name": job_name})
+        return str(result["run"]["runId"])
+
+    def get_run(self, run_id: str) -> Run:
+        result = self.execute(queries.GET_RUN, {"runId": run_id})["runOrError"]
+        if result["__typename"] != "Run":
+            raise_for_result(result, {"run_id": run_id})
+        return parse_run(result)
+
+    def list_runs(
+        self,
+        job_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        statuses: Iterable[RunStatus | str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        run_ids: Iterable[str] | None = None,
+    ) -> RunPage:
+        """Newest first; `cursor` is the `next_cursor` of the previous page."""
+        variables = {
+            "filter": build_runs_filter(job_name, tags, statuses, run_ids),
+            "cursor": cursor,
+            "limit": limit,
+        }
+        result = self.execute(queries.LIST_RUNS, variables)["runsOrError"]
+        if result["__typename"] != "Runs":
+            raise_for_result(result)
+        runs = [parse_run(r) for r in result["results"]]
+        next_cursor = runs[-1].run_id if runs and len(runs) >= limit else None
+        return RunPage(items=runs, next_cursor=next_cursor)
+
+    def get_run_logs(self, run_id: str, cursor: str | None = None, limit: int = 1000) -> RunLogs:
+        """Structured event log of a run, oldest first; pass back `cursor` to get only newer events."""
+        variables = {"runId": run_id, "afterCursor": cursor, "limit": limit}
+        result = self.execute(queries.RUN_LOGS, variables)["logsForRun"]
+        if result["__typename"] != "EventConnection":
+            raise_for_result(result, {"run_id": run_id})
+        return RunLogs(
+            run_id=run_id,
+            events=[parse_event(e) for e in result["events"]],
+            cursor=result.get("cursor"),
+            has_more=bool(result.get("hasMore")),
+        )
+
+    def terminate_run(self, run_id: str, force: bool = False) -> RunStatus:
+        """Ask the run to stop (queued runs are canceled at once); `force` marks it canceled immediately."""
+        policy = "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"
+        result = self.execute(queries.TERMINATE_RUN, {"runId": run_id, "terminatePolicy": policy})
+        result = result["terminateRun"]
+        if result["__typename"] != "TerminateRunSuccess":
+            raise_for_result(result, {"run_id": run_id})
+        return RunStatus(result["run"]["status"])
+
+    # -- code locations --------------------------------------------------------------------------
+
+    def reload_location(self, name: str | None = None) -> LocationReload:
+        """Reload a code location (new deployed specs -> new definitions). Raises if it fails to load."""
+        name = name or self.location
+        result = self.execute(queries.RELOAD_LOCATION, {"name": name})["reloadRepositoryLocation"]
+        if result["__typename"] != "WorkspaceLocationEntry":
+            raise_for_result(result, {"location": name})
+        location = result.get("locationOrLoadError") or {}
+        if location.get("__typename") == "PythonError":
+            raise DagsterRunError(
+                f"Code location {name!r} failed to load: {location.get('message', '').strip()}",
+                {"location": name, "dagster_error": "PythonError"},
+            )
+        return LocationReload(
+            name=result["name"],
+            load_status=result["loadStatus"],
+            repositories=[r["name"] for r in location.get("repositories") or []],
+        )
+
+    # -- schedules and sensors -------------------------------------------------------------------
+
+    def _repository_selector(self) -> dict[str, str]:
+        return {"repositoryName": self.repository, "repositoryLocationName": self.location}
+
+    def list_schedules(self) -> list[Schedule]:
+        variables = {"repositorySelector": self._repository_selector()}
+        result = self.execute(queries.LIST_SCHEDULES, variables)["schedulesOrError"]
+        if result["__typename"] != "Schedules":
+            raise_for_result(result)
+        return [parse_schedule(s) for s in result["results"]]
+
+    def _schedule(self, name: str) -> dict[str, Any]:
+        selector = {**self._repository_selector(), "scheduleName": name}
+        result = self.execute(queries.GET_SCHEDULE, {"scheduleSelector": selector})["scheduleOrError"]
+        if result["__typename"] != "Schedule":
+            raise_for_result(result, {"schedule": name})
+        return result
+
+    def get_schedule(self, name: str) -> Schedule:
+        return parse_schedule(self._schedule(name))
+
+    def start_schedule(self, name: str) -> Schedule:
+        selector = {**self._repository_selector(), "scheduleName": name}
+        result = self.execute(queries.START_SCHEDULE, {"scheduleSelector": selector})["startSchedule"]
+        if result["__typename"] != "ScheduleStateResult":
+            raise_for_result(result, {"schedule": name})
+        return self.get_schedule(name)
+
+    def stop_schedule(self, name: str) -> Schedule:
+        schedule = self._schedule(name)
+        result = self.execute(queries.STOP_SCHEDULE, {"id": schedule["id"]})["stopRunningSchedule"]
+        if result["__typename"] != "ScheduleStateResult":
+            raise_for_result(result, {"schedule": name})
+        return self.get_schedule(name)
+
+    def list_sensors(self) -> list[Sensor]:
+        variables = {"repositorySelector": self._repository_selector()}
+        result = self.execute(queries.LIST_SENSORS, variables)["sensorsOrError"]
+        if result["__typename"] != "Sensors":
+            raise_for_result(result)
+        return [parse_sensor(s) for s in result["results"]]
+
+    def _sensor(self, name: str) -> dict[str, Any]:
+        selector = {**self._repository_selector(), "sensorName": name}
+        result = self.execute(queries.GET_SENSOR, {"sensorSelector": selector})["sensorOrError"]
+        if result["__typename"] != "Sensor":
+            raise_for_result(result, {"sensor": name})
+        return result
+
+    def get_sensor(self, name: str) -> Sensor:
+        return parse_sensor(self._sensor(name))
+
+    def start_sensor(self, name: str) -> Sensor:
+        selector = {**self._repository_selector(), "sensorName": name}
+        result = self.execute(queries.START_SENSOR, {"sensorSelector": selector})["startSensor"]
+        if result["__typename"] != "Sensor":
+            raise_for_result(result, {"sensor": name})
+        return self.get_sensor(name)
+
+    def stop_sensor(self, name: str) -> Sensor:
+        sensor = self._sensor(name)
+        result = self.execute(queries.STOP_SENSOR, {"id": sensor["id"]})["stopSensor"]
+        if result["__typename"] != "StopSensorMutationResult":
+            raise_for_result(result, {"sensor": name})
+        return self.get_sensor(name)
+
+    # -- assets and instance ---------------------------------------------------------------------
+
+    def asset_materializations(self, asset_key: AssetKeyLike, limit: int = 20) -> list[AssetMaterialization]:
+        """Latest materializations first, with their metadata (row counts etc.) as plain values."""
+        path = asset_key_path(asset_key)
+        variables = {"assetKey": {"path": path}, "limit": limit}
+        result = self.execute(queries.ASSET_MATERIALIZATIONS, variables)["assetOrError"]
+        if result["__typename"] != "Asset":
+            raise_for_result(result, {"asset_key": "/".join(path)})
+        items = []
+        for event in result["assetMaterializations"]:
+            timestamp = from_epoch(event["timestamp"], millis=True)
+            assert timestamp is not None
+            items.append(
+                AssetMaterialization(
+                    asset_key=path,
+                    run_id=event["runId"],
+                    timestamp=timestamp,
+                    partition=event.get("partition"),
+                    step_key=event.get("stepKey"),
+                    metadata={e["label"]: parse_metadata_entry(e) for e in event["metadataEntries"]},
+                )
+            )
+        return items
+
+    def daemon_health(self) -> DaemonHealth:
+        statuses = self.execute(queries.DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemonStatuses"]
+        return DaemonHealth(
+            daemons=[
+                DaemonStatus(
+                    daemon_type=s["daemonType"],
+                    required=s["required"],
+                    healthy=s["healthy"],
+                    last_heartbeat_at=from_epoch(s.get("lastHeartbeatTime")),
+                    last_heartbeat_errors=[e["message"] for e in s.get("lastHeartbeatErrors") or []],
+                )
+                for s in statuses
+            ]
+        )
+
+    def ping(self) -> str:
+        """Dagster's version; raises DagsterUnavailable when the webserver is down."""
+        return str(self.execute(queries.VERSION)["version"])

@@ -1,0 +1,306 @@
+"""GraphQL documents sent to dagster-webserver (checked against the installed schema by the tests)."""
+
+RUN_FIELDS = """
+fragment RunFields on Run {
+  runId
+  jobName
+  status
+  creationTime
+  startTime
+  endTime
+  updateTime
+  canTerminate
+  rootRunId
+  parentRunId
+  runConfig
+  tags { key value }
+  assetSelection { path }
+  stats {
+    __typename
+    ... on RunStatsSnapshot {
+      stepsSucceeded stepsFailed materializations expectations
+      enqueuedTime launchTime startTime endTime
+    }
+  }
+}
+"""
+
+LAUNCH_RUN = """
+mutation LaunchRun($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { stepKey invalidOutputName }
+    ... on RunConfigValidationInvalid { pipelineName errors { __typename message path reason } }
+  }
+}
+"""
+
+GET_RUN = (
+    """
+query GetRun($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { ...RunFields }
+    ... on Error { message }
+  }
+}
+"""
+    + RUN_FIELDS
+)
+
+LIST_RUNS = (
+    """
+query ListRuns($filter: RunsFilter, $cursor: String, $limit: Int) {
+  runsOrError(filter: $filter, cursor: $cursor, limit: $limit) {
+    __typename
+    ... on Runs { results { ...RunFields } }
+    ... on Error { message }
+  }
+}
+"""
+    + RUN_FIELDS
+)
+
+RUN_LOGS = """
+query RunLogs($runId: ID!, $afterCursor: String, $limit: Int) {
+  logsForRun(runId: $runId, afterCursor: $afterCursor, limit: $limit) {
+    __typename
+    ... on EventConnection {
+      cursor
+      hasMore
+      events {
+        __typename
+        ... on MessageEvent { message timestamp level stepKey eventType }
+        ... on ExecutionStepFailureEvent { error { message } }
+        ... on RunFailureEvent { error { message } }
+        ... on EngineEvent { error { message } }
+        ... on ResourceInitFailureEvent { error { message } }
+        ... on HookErroredEvent { error { message } }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+TERMINATE_RUN = """
+mutation TerminateRun($runId: String!, $terminatePolicy: TerminateRunPolicy) {
+  terminateRun(runId: $runId, terminatePolicy: $terminatePolicy) {
+    __typename
+    ... on TerminateRunSuccess { run { runId status } }
+    ... on TerminateRunFailure { message run { runId status } }
+    ... on Error { message }
+  }
+}
+"""
+
+RELOAD_LOCATION = """
+mutation ReloadLocation($name: String!) {
+  reloadRepositoryLocation(repositoryLocationName: $name) {
+    __typename
+    ... on WorkspaceLocationEntry {
+      name
+      loadStatus
+      locationOrLoadError {
+        __typename
+        ... on RepositoryLocation { repositories { name } }
+        ... on PythonError { message }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+SCHEDULE_FIELDS = """
+fragment ScheduleFields on Schedule {
+  id
+  name
+  pipelineName
+  cronSchedule
+  executionTimezone
+  description
+  defaultStatus
+  scheduleState { status }
+  futureTicks(limit: 1) { results { timestamp } }
+}
+"""
+
+LIST_SCHEDULES = (
+    """
+query ListSchedules($repositorySelector: RepositorySelector!) {
+  schedulesOrError(repositorySelector: $repositorySelector) {
+    __typename
+    ... on Schedules { results { ...ScheduleFields } }
+    ... on Error { message }
+  }
+}
+"""
+    + SCHEDULE_FIELDS
+)
+
+GET_SCHEDULE = (
+    """
+query GetSchedule($scheduleSelector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $scheduleSelector) {
+    __typename
+    ... on Schedule { ...ScheduleFields }
+    ... on Error { message }
+  }
+}
+"""
+    + SCHEDULE_FIELDS
+)
+
+START_SCHEDULE = """
+mutation StartSchedule($scheduleSelector: ScheduleSelector!) {
+  startSchedule(scheduleSelector: $scheduleSelector) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on Error { message }
+  }
+}
+"""
+
+STOP_SCHEDULE = """
+mutation StopSchedule($id: String!) {
+  stopRunningSchedule(id: $id) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on Error { message }
+  }
+}
+"""
+
+SENSOR_FIELDS = """
+fragment SensorFields on Sensor {
+  id
+  name
+  description
+  defaultStatus
+  minIntervalSeconds
+  targets { pipelineName }
+  sensorState { status }
+}
+"""
+
+LIST_SENSORS = (
+    """
+query ListSensors($repositorySelector: RepositorySelector!) {
+  sensorsOrError(repositorySelector: $repositorySelector) {
+    __typename
+    ... on Sensors { results { ...SensorFields } }
+    ... on Error { message }
+  }
+}
+"""
+    + SENSOR_FIELDS
+)
+
+GET_SENSOR = (
+    """
+query GetSensor($sensorSelector: SensorSelector!) {
+  sensorOrError(sensorSelector: $sensorSelector) {
+    __typename
+    ... on Sensor { ...SensorFields }
+    ... on Error { message }
+  }
+}
+"""
+    + SENSOR_FIELDS
+)
+
+START_SENSOR = """
+mutation StartSensor($sensorSelector: SensorSelector!) {
+  startSensor(sensorSelector: $sensorSelector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on Error { message }
+  }
+}
+"""
+
+STOP_SENSOR = """
+mutation StopSensor($id: String!) {
+  stopSensor(id: $id) {
+    __typename
+    ... on StopSensorMutationResult { instigationState { status } }
+    ... on Error { message }
+  }
+}
+"""
+
+ASSET_MATERIALIZATIONS = """
+query AssetMaterializations($assetKey: AssetKeyInput!, $limit: Int) {
+  assetOrError(assetKey: $assetKey) {
+    __typename
+    ... on Asset {
+      key { path }
+      assetMaterializations(limit: $limit) {
+        runId
+        timestamp
+        partition
+        stepKey
+        metadataEntries {
+          __typename
+          label
+          ... on IntMetadataEntry { intValue intRepr }
+          ... on FloatMetadataEntry { floatValue }
+          ... on TextMetadataEntry { text }
+          ... on BoolMetadataEntry { boolValue }
+          ... on JsonMetadataEntry { jsonString }
+          ... on MarkdownMetadataEntry { mdStr }
+          ... on PathMetadataEntry { path }
+          ... on UrlMetadataEntry { url }
+          ... on TimestampMetadataEntry { timestamp }
+          ... on PipelineRunMetadataEntry { runId }
+        }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+DAEMON_HEALTH = """
+query DaemonHealth {
+  instance {
+    daemonHealth {
+      allDaemonStatuses {
+        daemonType
+        required
+        healthy
+        lastHeartbeatTime
+        lastHeartbeatErrors { message }
+      }
+    }
+  }
+}
+"""
+
+VERSION = """
+query Version { version }
+"""
+
+ALL_DOCUMENTS = {
+    "LAUNCH_RUN": LAUNCH_RUN,
+    "GET_RUN": GET_RUN,
+    "LIST_RUNS": LIST_RUNS,
+    "RUN_LOGS": RUN_LOGS,
+    "TERMINATE_RUN": TERMINATE_RUN,
+    "RELOAD_LOCATION": RELOAD_LOCATION,
+    "LIST_SCHEDULES": LIST_SCHEDULES,
+    "GET_SCHEDULE": GET_SCHEDULE,
+    "START_SCHEDULE": START_SCHEDULE,
+    "STOP_SCHEDULE": STOP_SCHEDULE,
+    "LIST_SENSORS": LIST_SENSORS,
+    "GET_SENSOR": GET_SENSOR,
+    "START_SENSOR": START_SENSOR,
+    "STOP_SENSOR": STOP_SENSOR,
+    "ASSET_MATERIALIZATIONS": ASSET_MATERIALIZATIONS,
+    "DAEMON_HEALTH": DAEMON_HEALTH,
+    "VERSION": VERSION,
+}

@@ -1,0 +1,64 @@
+"""The instance, the storage database and the code location, with real PostgreSQL and real files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DefaultScheduleStatus
+from dagster._core.run_coordinator import QueuedRunCoordinator
+
+from orchestration.dagster_home import prepare_dagster_home
+from orchestration.dbt import prepare_dbt_manifest
+from orchestration.lib.pg import database_exists, drop_pg_database, ensure_pg_database
+
+
+def test_ensure_pg_database_creates_once_and_drops(pg_url: str) -> None:
+    assert not database_exists(pg_url)
+    assert ensure_pg_database(pg_url) is True
+    assert ensure_pg_database(pg_url) is False
+    assert database_exists(pg_url)
+    drop_pg_database(pg_url)
+    assert not database_exists(pg_url)
+
+
+def test_prepare_dagster_home_is_idempotent(tmp_path: Path, pg_url: str) -> None:
+    target = prepare_dagster_home(tmp_path / "home", pg_url)
+    first = target.stat().st_mtime_ns
+    assert prepare_dagster_home(tmp_path / "home", pg_url) == target
+    assert target.stat().st_mtime_ns == first  # unchanged file is not rewritten
+    assert database_exists(pg_url)
+
+
+def test_instance_uses_postgres_and_the_tuned_queue(dagster_instance: DagsterInstance) -> None:
+    assert type(dagster_instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(dagster_instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    coordinator = dagster_instance.run_coordinator
+    assert isinstance(coordinator, QueuedRunCoordinator)
+    assert coordinator.dequeue_interval_seconds == 1
+    assert coordinator.dequeue_use_threads is True
+    assert dagster_instance.run_monitoring_enabled
+    assert Path(dagster_instance.compute_log_manager._base_dir).name == "compute_logs"  # noqa: SLF001
+
+
+def test_code_location_loads_with_its_domains() -> None:
+    prepare_dbt_manifest()
+    from orchestration.definitions import defs
+
+    defs.validate_loadable(defs)
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert {"warehouse_job", "datamarts_job", "sleep_job"} <= jobs
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert {"calendar_days", "demo_orders", "stg_demo__orders", "orders_daily"} <= keys
+    schedule = defs.resolve_schedule_def("datamarts_nightly")
+    assert schedule.default_status == DefaultScheduleStatus.STOPPED
+
+
+@pytest.mark.timeout(120)
+def test_prepare_dbt_manifest_is_fast_when_current() -> None:
+    path = prepare_dbt_manifest()
+    before = path.stat().st_mtime_ns
+    assert prepare_dbt_manifest() == path
+    assert path.stat().st_mtime_ns == before
+    assert os.path.getsize(path) > 0

@@ -269,7 +269,13 @@ class Conn:
         try:
             return self.chdb._conn.query(query, fmt, params=params or {})
         except RuntimeError as exc:
+            self.flush()
             raise _parse_chdb_error(exc) from None
+
+    def flush(self) -> None:
+        """chDB 4.4 prepends a failed query's partial output to the next answer: swallow it."""
+        with contextlib.suppress(Exception):
+            self.chdb._conn.query("SELECT 1", "TabSeparated")
 
     def use_database(self, db: str) -> None:
         if db != self.db:
@@ -681,6 +687,7 @@ class Request:
             "result_rows": 0,
         }
         self.log_query = ""
+        self.status = "ok"
         self.external: list[tuple[str, bytes, str, str]] = []  # name, data, structure, format
 
 
@@ -690,6 +697,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     server: WarehouseHTTPServer
     headers_sent = False
+    body_done = False
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s %s", self.address_string(), format % args)
@@ -735,6 +743,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._query(params)
 
+    def _raw_body(self) -> Iterator[bytes]:
+        yield from _raw_body(self.rfile, self.headers)
+        self.body_done = True
+
     def _drain_quietly(self) -> None:
         with contextlib.suppress(Exception):
             for _ in _raw_body(self.rfile, self.headers):
@@ -753,6 +765,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-ClickHouse-Server-Display-Name", wh.hostname)
         self.send_header("X-ClickHouse-Timezone", wh.timezone)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -762,13 +776,13 @@ class Handler(BaseHTTPRequestHandler):
         self.headers_sent = False
         wh = self.server.warehouse
         ctype = self.headers.get("Content-Type") or ""
-        body = _decoded(_raw_body(self.rfile, self.headers), self.headers.get("Content-Encoding") or "")
+        self.body_done = False
+        body = _decoded(self._raw_body(), self.headers.get("Content-Encoding") or "")
         if params.get("decompress") in ("1", "true"):
             body = _native_decompressed(body)
         req = Request(params, params.get("query_id") or str(uuid.uuid4()))
         session_id = params.get("session_id") or ""
         conn: Conn | None = None
-        status = "ok"
         try:
             if ctype.lower().startswith("multipart/form-data"):
                 body = self._multipart(req, ctype, body)
@@ -783,19 +797,21 @@ class Handler(BaseHTTPRequestHandler):
                 conn = wh.acquire()
             self._execute(conn, req, body, bool(session_id))
         except BodyError as exc:
-            status = "error"
-            self._error(ch_error(33, "CANNOT_READ_ALL_DATA", str(exc)), query_id=req.query_id)
+            req.status = "error 33"
             self.close_connection = True
+            if not self.headers_sent:
+                with contextlib.suppress(OSError):
+                    self._error(ch_error(33, "CANNOT_READ_ALL_DATA", str(exc)), query_id=req.query_id)
         except ClickHouseError as err:
-            status = f"error {err.code}"
+            req.status = f"error {err.code}"
             self._drain_after_error()
             if not self.headers_sent:
                 self._error(err, query_id=req.query_id)
         except (BrokenPipeError, ConnectionResetError):
-            status = "client gone"
+            req.status = "client gone"
             self.close_connection = True
         except Exception as exc:  # a bug here must not kill the server: answer like ClickHouse would
-            status = "internal error"
+            req.status = "internal error"
             log.exception("internal error")
             self._drain_after_error()
             if self.headers_sent:
@@ -814,7 +830,7 @@ class Handler(BaseHTTPRequestHandler):
                 "query id=%s session=%s %s rows=%s written=%s %.1fms: %s",
                 req.query_id,
                 session_id[:12] or "-",
-                status,
+                req.status,
                 req.summary["result_rows"],
                 req.summary["written_rows"],
                 (time.monotonic() - started) * 1000,
@@ -822,8 +838,9 @@ class Handler(BaseHTTPRequestHandler):
             )
 
     def _drain_after_error(self) -> None:
-        # An early error leaves body bytes unread; close rather than read a big upload to the end.
-        self.close_connection = True
+        # An early error may leave body bytes unread: close rather than read a big upload to the end.
+        if not self.body_done:
+            self.close_connection = True
 
     def _multipart(self, req: Request, ctype: str, body: Iterator[bytes]) -> Iterator[bytes]:
         raw = b"".join(body)
@@ -963,6 +980,7 @@ class Handler(BaseHTTPRequestHandler):
                 except BaseException as exc:
                     with contextlib.suppress(Exception):
                         ins.cancel()
+                    conn.flush()
                     if isinstance(exc, RuntimeError):
                         raise _parse_chdb_error(exc) from None
                     raise
@@ -1164,9 +1182,7 @@ class Handler(BaseHTTPRequestHandler):
                 message = f"{err.message} (version {self.server.warehouse.version})"
                 block = f"\r\n__exception__\r\n{tag}\r\n{message}\n{len(message)} {tag}\r\n__exception__\r\n"
                 write(block.encode())
-                req.summary["result_rows"] = -1
-                log.info("query id=%s failed mid-stream: %s", req.query_id, err.message[:300])
-                self.close_connection = True
+                req.status = f"late error {err.code}"
             if comp is not None:
                 tail = comp.flush()
                 if tail:

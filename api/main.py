@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import PlatformCollector, ProcessCollector
@@ -11,6 +12,7 @@ from prometheus_client import PlatformCollector, ProcessCollector
 from api.core.config import Settings, get_settings
 from api.core.errors import install_error_handlers
 from api.core.middleware import Metrics, RateLimiter, RequestContextMiddleware, route_list
+from api.db.session import get_engine
 from api.routes import auth, health, roles, users
 from api.services.health import DagsterProbe, dagster_probe
 
@@ -26,6 +28,15 @@ def _configure_logging(settings: Settings) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         root.addHandler(handler)
         root.propagate = False
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    probe = getattr(app.state, "dagster_probe", None)
+    if probe is not None and hasattr(probe, "close"):
+        probe.close()
+    get_engine().dispose()
 
 
 def create_app(
@@ -46,6 +57,7 @@ def create_app(
         docs_url="/docs",
         redoc_url="/redoc",
         openapi_url="/openapi.json",
+        lifespan=_lifespan,
     )
     metrics = Metrics()
     ProcessCollector(registry=metrics.registry)
@@ -53,6 +65,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.dagster_probe_factory = dagster_probe_factory
+    app.state.dagster_probe = None
     app.state.rate_limiter = RateLimiter(settings)
 
     install_error_handlers(app)

@@ -215,8 +215,13 @@ def client_error_response(exc: BaseException) -> JSONResponse:
     safe_details = details if isinstance(details, Mapping) else {}
     if status >= 500:
         logger.warning("upstream error code=%s status=%s", code, status)
+    aggregator = getattr(exc, "aggregator_code", None)
     return error_response(
-        status if 400 <= status <= 599 else 500, code=code, message=message, details=safe_details
+        status if 400 <= status <= 599 else 500,
+        code=code,
+        message=message,
+        aggregator_code=aggregator if isinstance(aggregator, str) else None,
+        details=safe_details,
     )
 
 
@@ -246,10 +251,8 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
         {"field": i["field"], "reason": i["message"], "type": e.get("type")}
         for i, e in zip(items, raw, strict=True)
     ]
-    first = items[0] if items else {"field": None, "message": "Validation error"}
-    message = (
-        f"Invalid value for '{first['field']}': {first['message']}" if first["field"] else first["message"]
-    )
+    field, reason = (items[0]["field"], items[0]["message"]) if items else (None, "Validation error")
+    message = f"Invalid value for '{field}': {reason}" if field else str(reason)
     return error_response(
         422, code="VALIDATION_ERROR", message=message, errors=items, details={"errors": fields}
     )

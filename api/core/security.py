@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import string
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -230,9 +231,17 @@ def totp_uri(secret: str, account: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=TOTP_ISSUER)
 
 
-def verify_totp(secret: str, code: str) -> bool:
+def totp_match(secret: str, code: str, *, last_counter: int | None = None) -> int | None:
+    """The time step the code belongs to (one step of clock drift either way), or None.
+
+    A step at or before `last_counter` was already used: refusing it makes a code single-use.
+    """
     code = code.strip().replace(" ", "")
     if not code.isdigit() or len(code) != 6:
-        return False
-    # one step of clock drift either way
-    return pyotp.TOTP(secret).verify(code, valid_window=1)
+        return None
+    totp = pyotp.TOTP(secret)
+    now = int(time.time()) // totp.interval
+    for counter in (now - 1, now, now + 1):
+        if hmac.compare_digest(totp.generate_otp(counter), code):
+            return None if last_counter is not None and counter <= last_counter else counter
+    return None

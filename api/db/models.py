@@ -59,6 +59,8 @@ class User(Base):
     # Fernet ciphertext; the TOTP secret is never stored in clear
     totp_secret: Mapped[str | None] = mapped_column(Text)
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # last accepted TOTP time step: a code is accepted once, a replayed one is refused
+    totp_last_counter: Mapped[int | None] = mapped_column(BigInteger)
     # bumped on password change/reset and deactivation: every access token issued before dies
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())

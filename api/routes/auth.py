@@ -57,7 +57,7 @@ def logout(
     principal: CurrentPrincipal, session: SessionDep, ip: ClientIP, body: LogoutRequest | None = None
 ) -> Response:
     """Ends this session (its access and refresh tokens); `all_sessions` ends every session."""
-    body = body or LogoutRequest()
+    body = body or LogoutRequest(refresh_token=None, all_sessions=False)
     auth_service.logout(
         session, principal, refresh_token=body.refresh_token, all_sessions=body.all_sessions, ip=ip
     )

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.core.config import Settings
-from api.routes import ERROR_RESPONSES
+from api.routes import ERROR_RESPONSES, Responses
 from api.schemas.common import Envelope, ok
 from api.schemas.health import CacheHealth, DetailedHealth, Liveness, Readiness, SystemHealth
 from api.services import health as health_service
@@ -19,7 +19,7 @@ from api.services import health as health_service
 root_router = APIRouter(tags=["health"])
 router = APIRouter(prefix="/health", tags=["health"], responses={500: ERROR_RESPONSES[500]})
 
-_UNHEALTHY = {503: {"description": "A component is down (same body, status unhealthy)"}}
+_UNHEALTHY: Responses = {503: {"description": "A component is down (same body, status unhealthy)"}}
 
 
 def _settings(request: Request) -> Settings:
@@ -30,8 +30,19 @@ def _liveness(request: Request) -> dict[str, Any]:
     return {"status": "healthy", "version": _settings(request).version, "timestamp": datetime.now(UTC)}
 
 
+def _dagster_probe(request: Request) -> health_service.DagsterProbe | None:
+    """One client per app, made on first use (its connection pool is reused by every check)."""
+    state = request.app.state
+    if state.dagster_probe is None:
+        try:
+            state.dagster_probe = state.dagster_probe_factory(_settings(request))
+        except Exception:  # reported as an unhealthy component, not a failed request
+            return None
+    return state.dagster_probe  # type: ignore[no-any-return]
+
+
 async def _detailed(request: Request) -> dict[str, Any]:
-    return await health_service.detailed_report(_settings(request), request.app.state.dagster_probe_factory)
+    return await health_service.detailed_report(_settings(request), _dagster_probe(request))
 
 
 @root_router.get("/health", response_model=Liveness)

@@ -143,8 +143,7 @@ def authenticate(
             raise AuthFailed(
                 "Two-factor code required", details={"two_factor_required": True}, field="otp_code"
             )
-        secret = security.decrypt_secret(user.totp_secret or "")
-        if secret is None or not security.verify_totp(secret, otp_code):
+        if not _accept_totp(user, otp_code):
             raise AuthFailed(
                 "Invalid two-factor code", details={"two_factor_required": True}, field="otp_code"
             )
@@ -341,6 +340,7 @@ def setup_two_factor(session: Session, user: User) -> dict[str, str]:
         raise Conflict("Two-factor authentication is already enabled; disable it first")
     secret = security.new_totp_secret()
     user.totp_secret = security.encrypt_secret(secret)
+    user.totp_last_counter = None
     session.commit()
     return {"otp_secret": secret, "otp_auth_url": security.totp_uri(secret, user.email)}
 
@@ -352,8 +352,21 @@ def _current_totp_secret(user: User) -> str:
     return secret
 
 
+def _accept_totp(user: User, code: str) -> bool:
+    """Checks a code against the user's secret and burns its time step."""
+    secret = security.decrypt_secret(user.totp_secret or "")
+    if secret is None:
+        return False
+    counter = security.totp_match(secret, code, last_counter=user.totp_last_counter)
+    if counter is None:
+        return False
+    user.totp_last_counter = counter
+    return True
+
+
 def enable_two_factor(session: Session, user: User, code: str, ip: str | None) -> None:
-    if not security.verify_totp(_current_totp_secret(user), code):
+    _current_totp_secret(user)
+    if not _accept_totp(user, code):
         raise BadRequest("Invalid two-factor code", field="code")
     user.totp_enabled = True
     log_activity(session, user.id, "auth.2fa_enabled", "user", user.id, ip=ip)
@@ -366,12 +379,13 @@ def disable_two_factor(
     if not user.totp_enabled:
         raise BadRequest("Two-factor authentication is not enabled")
     proven = (password is not None and security.verify_password(user.hashed_password, password)) or (
-        code is not None and security.verify_totp(_current_totp_secret(user), code)
+        code is not None and _accept_totp(user, code)
     )
     if not proven:
         raise PermissionDenied("Password or two-factor code is incorrect")
     user.totp_enabled = False
     user.totp_secret = None
+    user.totp_last_counter = None
     log_activity(session, user.id, "auth.2fa_disabled", "user", user.id, ip=ip)
     session.commit()
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]
 from sqlalchemy import text
 
 from api.core.config import Settings
@@ -35,35 +35,10 @@ class DagsterProbe(Protocol):
     def daemon_health(self) -> Any: ...
 
 
-class _GraphQLProbe:
-    """Stand-in until api.dagster_client.DagsterClient exists; the same two GraphQL questions."""
-
-    def __init__(self, base_url: str, timeout: float) -> None:
-        self.url, self.timeout = f"{base_url.rstrip('/')}/graphql", timeout
-
-    async def _query(self, query: str) -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            response = await client.post(self.url, json={"query": query})
-        response.raise_for_status()
-        return dict(response.json().get("data") or {})
-
-    async def ping(self) -> str | None:
-        return (await self._query("{ version }")).get("version")
-
-    async def daemon_health(self) -> dict[str, Any]:
-        data = await self._query(
-            "{ instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } } }"
-        )
-        statuses = data["instance"]["daemonHealth"]["allDaemonStatuses"]
-        return {"healthy": all(s["healthy"] for s in statuses if s["required"])}
-
-
 def dagster_probe(settings: Settings) -> DagsterProbe:
-    try:
-        from api.dagster_client import DagsterClient  # the one GraphQL client of the API
-    except ImportError:
-        return _GraphQLProbe(settings.dagster_url, settings.health_check_timeout_seconds)
-    return DagsterClient(settings.dagster_url)  # type: ignore[no-any-return]
+    from api.dagster_client import DagsterClient  # the one GraphQL client of the API
+
+    return DagsterClient(settings.dagster_url, timeout=settings.health_check_timeout_seconds)
 
 
 async def _call(fn: Callable[[], Any]) -> Any:
@@ -151,14 +126,8 @@ def overall(components: dict[str, dict[str, Any]]) -> str:
     return UNHEALTHY if any(c["status"] == UNHEALTHY for c in components.values()) else HEALTHY
 
 
-async def detailed_report(
-    settings: Settings, probe_factory: Callable[[Settings], DagsterProbe]
-) -> dict[str, Any]:
+async def detailed_report(settings: Settings, probe: DagsterProbe | None) -> dict[str, Any]:
     timeout = settings.health_check_timeout_seconds
-    try:
-        probe: DagsterProbe | None = probe_factory(settings)
-    except Exception:
-        probe = None
 
     async def no_probe() -> dict[str, Any]:
         return {"status": UNHEALTHY, "error": "dagster client unavailable"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -37,11 +38,14 @@ def test_two_factor_flow(client: httpx.Client, make_user: Callable[..., ApiUser]
         json={"username": user.username, "password": user.password, "otp_code": "123456"},
     )
     assert_error_shape(wrong, 401, "AUTH_FAILED")
-    with_code = client.post(
-        "/api/v1/auth/login",
-        json={"username": user.username, "password": user.password, "otp_code": totp.now()},
-    )
+    # the verify call used this step's code; a code is single-use, so log in with the next step's
+    # (accepted: one step of clock drift either way)
+    next_code = totp.at(time.time() + totp.interval)
+    creds = {"username": user.username, "password": user.password}
+    with_code = client.post("/api/v1/auth/login", json={**creds, "otp_code": next_code})
     assert with_code.status_code == 200, with_code.text
+    replay = client.post("/api/v1/auth/login", json={**creds, "totp_code": next_code})
+    assert_error_shape(replay, 401, "AUTH_FAILED")
     me = client.get(
         "/api/v1/users/me", headers={"Authorization": f"Bearer {with_code.json()['access_token']}"}
     )

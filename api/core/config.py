@@ -18,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret-change-me"}
 DEV_SECRET_KEY = "dev-secret-change-me"
 DEV_ENCRYPTION_KEY = "dev-encryption-key-change-me"
+DEFAULT_ADMIN_PASSWORD = "admin12345"
 
 
 class Settings(BaseSettings):
@@ -47,9 +48,7 @@ class Settings(BaseSettings):
 
     # security
     secret_key: SecretStr = Field(SecretStr(DEV_SECRET_KEY), validation_alias="AETL_SECRET_KEY")
-    encryption_key: SecretStr = Field(
-        SecretStr(DEV_ENCRYPTION_KEY), validation_alias="AETL_ENCRYPTION_KEY"
-    )
+    encryption_key: SecretStr = Field(SecretStr(DEV_ENCRYPTION_KEY), validation_alias="AETL_ENCRYPTION_KEY")
     access_token_minutes: int = Field(60, validation_alias="AETL_ACCESS_TOKEN_MINUTES")
     refresh_token_days: int = Field(14, validation_alias="AETL_REFRESH_TOKEN_DAYS")
     self_registration_role: str = Field("viewer", validation_alias="AETL_SELF_REGISTRATION_ROLE")
@@ -57,7 +56,9 @@ class Settings(BaseSettings):
     # first admin (created once at start-up, never overwritten)
     admin_username: str = Field("admin", validation_alias="AETL_ADMIN_USERNAME")
     admin_email: str = Field("admin@example.com", validation_alias="AETL_ADMIN_EMAIL")
-    admin_password: SecretStr = Field(SecretStr("admin12345"), validation_alias="AETL_ADMIN_PASSWORD")
+    admin_password: SecretStr = Field(
+        SecretStr(DEFAULT_ADMIN_PASSWORD), validation_alias="AETL_ADMIN_PASSWORD"
+    )
 
     # rate limits (requests per minute)
     rate_limit_default: int = Field(100, validation_alias="AETL_RATE_LIMIT_DEFAULT")
@@ -125,6 +126,16 @@ class Settings(BaseSettings):
                 value = getattr(self, name).get_secret_value()
                 if value in PLACEHOLDER_SECRETS or value.startswith("dev-") or len(value) < 16:
                     raise ValueError(f"{name} must be set to a real secret outside development")
+            if self.admin_password.get_secret_value() == DEFAULT_ADMIN_PASSWORD:
+                raise ValueError("AETL_ADMIN_PASSWORD must be set (not the default) in production")
+        return self
+
+    @model_validator(mode="after")
+    def _known_registration_role(self) -> Settings:
+        from api.core.permissions import ROLE_NAMES  # the one role table
+
+        if self.self_registration_role not in ROLE_NAMES:
+            raise ValueError(f"AETL_SELF_REGISTRATION_ROLE must be one of {', '.join(ROLE_NAMES)}")
         return self
 
 

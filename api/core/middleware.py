@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -115,6 +115,15 @@ def caller_identity(headers: Headers, client: tuple[str, int] | None) -> tuple[s
     return f"ip:{client[0] if client else 'unknown'}", None
 
 
+def rate_tier(tags: frozenset[str], identity: str, role: str | None) -> str:
+    """Which budget a request spends: generation routes (tag) < per user < admin; anonymous per IP."""
+    if GENERATION_TAG in tags:
+        return "generation"
+    if ADMIN_TAG in tags or role == "admin":
+        return "admin"
+    return "anonymous" if identity.startswith("ip:") else "user"
+
+
 class RequestContextMiddleware:
     def __init__(
         self,
@@ -147,14 +156,7 @@ class RequestContextMiddleware:
 
     async def _rate_decision(self, scope: Scope, headers: Headers, tags: frozenset[str]) -> RateDecision:
         identity, role = caller_identity(headers, scope.get("client"))
-        if GENERATION_TAG in tags:
-            tier = "generation"
-        elif ADMIN_TAG in tags or role == "admin":
-            tier = "admin"
-        elif identity.startswith("ip:"):
-            tier = "anonymous"
-        else:
-            tier = "user"
+        tier = rate_tier(tags, identity, role)
         count = not scope["path"].startswith(UNLIMITED_PREFIXES)
         return await self.limiter.decide(tier, identity, count=count)
 
@@ -268,6 +270,3 @@ class RequestContextMiddleware:
 
 def route_list(app: Any) -> Callable[[], list[Route]]:
     return lambda: list(app.router.routes)
-
-
-AsyncCall = Callable[[], Awaitable[None]]

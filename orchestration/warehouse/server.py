@@ -326,10 +326,29 @@ class Warehouse:
         self._slots = threading.BoundedSemaphore(max_pool)
         self.sessions: dict[str, Conn] = {}
         self._closed = threading.Event()
+        self._active = 0
         info = self.anchor.run("SELECT version(), timezone(), hostName()", "JSONCompact")
         self.version, self.timezone, self.hostname = json.loads(info.bytes())["data"][0]
         self._reaper = threading.Thread(target=self._reap, name="session-reaper", daemon=True)
         self._reaper.start()
+
+    # -- in-flight requests (shutdown waits for them before closing connections) ---------------
+    def begin(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._active == 0:
+                    return True
+            time.sleep(0.05)
+        return False
 
     # -- pool --------------------------------------------------------------------------------
     def acquire(self) -> Conn:
@@ -385,8 +404,10 @@ class Warehouse:
             for conn in expired:
                 conn.close()
 
-    def close(self) -> None:
+    def close(self, grace: float = 30.0) -> None:
         self._closed.set()
+        if not self.wait_idle(grace):
+            log.warning("closing with requests still running after %.0fs", grace)
         with self._lock:
             conns = self._idle + list(self.sessions.values())
             self._idle = []
@@ -696,11 +717,13 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "ClickHouse"
     sys_version = ""
     server: WarehouseHTTPServer
+    timeout = 300  # idle keep-alive connections and stalled uploads end after this many seconds
     headers_sent = False
     body_done = False
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s %s", self.address_string(), format % args)
+        # the request line without its query string: URL parameters may carry a password
+        log.debug("%s %s", self.address_string(), (format % args).split("?", 1)[0])
 
     # HTTP verbs ------------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
@@ -783,6 +806,7 @@ class Handler(BaseHTTPRequestHandler):
         req = Request(params, params.get("query_id") or str(uuid.uuid4()))
         session_id = params.get("session_id") or ""
         conn: Conn | None = None
+        wh.begin()
         try:
             if ctype.lower().startswith("multipart/form-data"):
                 body = self._multipart(req, ctype, body)
@@ -826,6 +850,7 @@ class Handler(BaseHTTPRequestHandler):
                     wh.release_session(conn)
                 else:
                     wh.release(conn)
+            wh.end()
             log.info(
                 "query id=%s session=%s %s rows=%s written=%s %.1fms: %s",
                 req.query_id,
@@ -961,12 +986,14 @@ class Handler(BaseHTTPRequestHandler):
         if second is not None:
             raise _multi_statement_error(statement, second)
         # Spool the whole body first: a truncated or aborted upload must not half-apply.
+        t_read = time.monotonic()
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
             spool.write(head[split.data_start :])
             for chunk in body:
                 spool.write(chunk)
             size = spool.tell()
             spool.seek(0)
+            log.debug("insert body %d bytes read in %.1fms", size, (time.monotonic() - t_read) * 1000)
             self._prepare(conn, req, in_session, "INSERT")
             try:
                 try:
@@ -1054,7 +1081,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # writing answers -------------------------------------------------------------------------
     def _encoding(self, req: Request) -> str | None:
-        if req.params.get("enable_http_compression") not in ("1", "true"):
+        # the engine's default for enable_http_compression is 1 (clients rely on it): compress
+        # whenever the client accepts an encoding, unless the request turns the setting off
+        if req.params.get("enable_http_compression", "1").lower() in ("0", "false"):
             return None
         accepted = [
             e.split(";")[0].strip().lower() for e in (self.headers.get("Accept-Encoding") or "").split(",")

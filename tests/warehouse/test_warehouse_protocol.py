@@ -9,6 +9,7 @@ import uuid
 import zlib
 
 import httpx
+import lz4.block
 import lz4.frame
 import pytest
 import zstandard
@@ -355,3 +356,67 @@ def test_concurrent_clients_insert_and_select(warehouse_url: str, database: str,
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def _native_block(data: bytes) -> bytes:
+    """ClickHouse block compression (lz4) as sent with decompress=1; the checksum is not verified."""
+    comp = lz4.block.compress(data, store_size=False)
+    return (
+        b"\0" * 16 + b"\x82" + (len(comp) + 9).to_bytes(4, "little") + len(data).to_bytes(4, "little") + comp
+    )
+
+
+def test_decompress_param_reads_clickhouse_compressed_blocks(http: httpx.Client, database: str) -> None:
+    assert (
+        http.post(
+            "/", params={"decompress": "1"}, content=_native_block(b"SELECT ") + _native_block(b"42")
+        ).text
+        == "42\n"
+    )
+    http.post("/", content=f"CREATE TABLE {database}.dc (a UInt32) ENGINE = Memory".encode())
+    query = {"decompress": "1", "query": f"INSERT INTO {database}.dc FORMAT TSV"}
+    body = _native_block(b"1\n2\n") + _native_block(b"3\n")
+    assert http.post("/", params=query, content=body).status_code == 200
+    resp = http.post("/", params=query, content=body[:-3])
+    assert resp.headers["X-ClickHouse-Exception-Code"] == "33"
+    assert http.post("/", content=f"SELECT sum(a) FROM {database}.dc".encode()).text == "6\n"
+
+
+def test_idle_session_expires(http: httpx.Client) -> None:
+    session = {"session_id": f"s-{uuid.uuid4()}", "session_timeout": "1"}
+    assert http.post("/", params=session, content=b"CREATE TEMPORARY TABLE tt (a UInt8)").status_code == 200
+    assert (
+        http.post("/", params={**session, "session_check": "1"}, content=b"EXISTS TEMPORARY TABLE tt").text
+        == "1\n"
+    )
+    time.sleep(2.5)
+    resp = http.post("/", params={**session, "session_check": "1"}, content=b"SELECT 1")
+    assert resp.headers["X-ClickHouse-Exception-Code"] == "372"
+
+
+def test_url_settings_in_a_session_do_not_override_the_sessions_own(warehouse_url: str) -> None:
+    c = get_client(warehouse_url, session_id=f"s-{uuid.uuid4()}")
+    try:
+        c.command("SET max_block_size = 777")
+        assert c.command("SELECT getSetting('max_block_size')", settings={"max_block_size": 555}) == 555
+        assert c.command("SELECT getSetting('max_block_size')") == 777
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("encoding", ["lz4", "zstd", "gzip"])
+def test_streamed_results_with_compression(warehouse_url: str, encoding: str) -> None:
+    c = get_client(warehouse_url, compress=encoding)
+    try:
+        n = 0
+        with c.query_arrow_stream("SELECT number, toString(number) AS s FROM numbers(500000)") as stream:
+            for batch in stream:
+                n += batch.num_rows
+        assert n == 500_000
+        rows = 0
+        with c.query_row_block_stream("SELECT number FROM numbers(300000)") as blocks:
+            for block in blocks:
+                rows += len(block)
+        assert rows == 300_000
+    finally:
+        c.close()

@@ -17,6 +17,7 @@ from api.dagster_client import queries
 from api.dagster_client.errors import (
     DagsterClientError,
     DagsterInvalidRequest,
+    DagsterNotFound,
     DagsterRunError,
     DagsterUnavailable,
     error_for_typename,
@@ -436,6 +437,12 @@ class DagsterClient:
         result = self.execute(queries.ASSET_MATERIALIZATIONS, variables)["assetOrError"]
         if result["__typename"] != "Asset":
             raise_for_result(result, {"asset_key": "/".join(path)})
+        if not result.get("hasDefinitionOrRecord"):
+            # Dagster answers any key with an empty Asset; neither defined nor ever materialized = unknown.
+            raise DagsterNotFound(
+                f"Asset {'/'.join(path)!r} not found",
+                {"asset_key": "/".join(path), "dagster_error": "AssetNotFoundError"},
+            )
         items = []
         for event in result["assetMaterializations"]:
             timestamp = from_epoch(event["timestamp"], millis=True)

@@ -145,7 +145,7 @@ class DaemonHealth(_Model):
     @property
     def healthy(self) -> bool:
         """All required daemons beat recently (what /health/detailed reports)."""
-        return all(d.healthy for d in self.daemons if d.required)
+        return bool(self.daemons) and all(d.healthy for d in self.daemons if d.required)
 
 
 def from_epoch(value: float | str | None, *, millis: bool = False) -> datetime | None:

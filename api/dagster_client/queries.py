@@ -239,6 +239,7 @@ query AssetMaterializations($assetKey: AssetKeyInput!, $limit: Int) {
     __typename
     ... on Asset {
       key { path }
+      hasDefinitionOrRecord
       assetMaterializations(limit: $limit) {
         runId
         timestamp

@@ -2,7 +2,16 @@
 
 import time
 
-from dagster import Config, Definitions, OpExecutionContext, job, op
+from dagster import (
+    Config,
+    DefaultSensorStatus,
+    Definitions,
+    OpExecutionContext,
+    RunFailureSensorContext,
+    job,
+    op,
+    run_failure_sensor,
+)
 
 
 class SleepConfig(Config):
@@ -23,4 +32,15 @@ def sleep_job() -> None:
     sleep_op()
 
 
-defs = Definitions(jobs=[sleep_job])
+@run_failure_sensor(
+    name="log_failed_runs",
+    default_status=DefaultSensorStatus.STOPPED,
+    minimum_interval_seconds=30,
+    description="Writes one line per failed run to the daemon log (a hook point for alerting).",
+)
+def log_failed_runs(context: RunFailureSensorContext) -> None:
+    run = context.dagster_run
+    context.log.error(f"run {run.run_id} of {run.job_name} failed: {context.failure_event.message}")
+
+
+defs = Definitions(jobs=[sleep_job], sensors=[log_failed_runs])

@@ -1,0 +1,169 @@
+"""The client without a Dagster: documents vs the installed schema, input builders, error mapping."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from graphql import GraphQLSchema, parse, validate
+
+from api.dagster_client import (
+    DagsterClient,
+    DagsterConflict,
+    DagsterInvalidRequest,
+    DagsterNotFound,
+    DagsterRunError,
+    DagsterUnavailable,
+    RunStatus,
+)
+from api.dagster_client.client import (
+    build_execution_params,
+    build_runs_filter,
+    parse_metadata_entry,
+    parse_run,
+    raise_for_result,
+)
+from api.dagster_client.queries import ALL_DOCUMENTS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def graphql_schema() -> GraphQLSchema:
+    from dagster_graphql.schema import create_schema
+
+    return create_schema().graphql_schema
+
+
+@pytest.mark.parametrize("name", sorted(ALL_DOCUMENTS))
+def test_documents_validate_against_the_installed_schema(graphql_schema: GraphQLSchema, name: str) -> None:
+    assert validate(graphql_schema, parse(ALL_DOCUMENTS[name])) == []
+
+
+def test_execution_params() -> None:
+    params = build_execution_params(
+        "warehouse_job",
+        location="aetl",
+        repository="__repository__",
+        run_config={"ops": {"x": {"config": {"a": 1}}}},
+        tags={"aetl/pipeline_id": "p_1"},
+        asset_selection=["calendar_days", ["raw", "orders"]],
+    )
+    assert params == {
+        "selector": {
+            "jobName": "warehouse_job",
+            "repositoryName": "__repository__",
+            "repositoryLocationName": "aetl",
+            "assetSelection": [{"path": ["calendar_days"]}, {"path": ["raw", "orders"]}],
+        },
+        "runConfigData": {"ops": {"x": {"config": {"a": 1}}}},
+        "executionMetadata": {"tags": [{"key": "aetl/pipeline_id", "value": "p_1"}]},
+    }
+
+
+def test_runs_filter() -> None:
+    assert build_runs_filter() == {}
+    assert build_runs_filter("j", {"a": "1"}, ["SUCCESS", RunStatus.FAILURE]) == {
+        "pipelineName": "j",
+        "tags": [{"key": "a", "value": "1"}],
+        "statuses": ["SUCCESS", "FAILURE"],
+    }
+    with pytest.raises(ValueError):
+        build_runs_filter(statuses=["DONE"])
+
+
+def test_parse_run_converts_times_and_tags() -> None:
+    run = parse_run(
+        {
+            "runId": "r1", "jobName": "j", "status": "SUCCESS", "creationTime": 1700000000.5,
+            "startTime": 1700000001.0, "endTime": 1700000004.0, "tags": [{"key": "k", "value": "v"}],
+            "runConfig": {"ops": {}}, "assetSelection": [{"path": ["a", "b"]}], "canTerminate": False,
+            "stats": {"__typename": "PythonError", "message": "boom"},
+        }
+    )  # fmt: skip
+    assert run.status is RunStatus.SUCCESS and run.status.finished
+    assert run.created_at.isoformat() == "2023-11-14T22:13:20.500000+00:00"
+    assert run.duration_seconds == 3.0
+    assert run.tags == {"k": "v"} and run.asset_selection == ["a/b"] and run.stats is None
+
+
+def test_metadata_values() -> None:
+    assert parse_metadata_entry(
+        {"__typename": "IntMetadataEntry", "intValue": None, "intRepr": "9999999999"}
+    ) == (9999999999)
+    assert parse_metadata_entry({"__typename": "JsonMetadataEntry", "jsonString": '{"a": 1}'}) == {"a": 1}
+    assert parse_metadata_entry({"__typename": "TextMetadataEntry", "text": "t"}) == "t"
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "status", "code"),
+    [
+        ({"__typename": "RunNotFoundError", "message": "no"}, DagsterNotFound, 404, "RESOURCE_NOT_FOUND"),
+        ({"__typename": "PipelineNotFoundError", "message": "m"}, DagsterNotFound, 404, "RESOURCE_NOT_FOUND"),
+        ({"__typename": "InvalidSubsetError", "message": "m"}, DagsterInvalidRequest, 422,
+         "VALIDATION_ERROR"),
+        ({"__typename": "RunConflict", "message": "dup"}, DagsterConflict, 409, "DUPLICATE_RESOURCE"),
+        ({"__typename": "PythonError", "message": "x"}, DagsterRunError, 500, "PIPELINE_EXECUTION_ERROR"),
+        ({"__typename": "SomethingNew", "message": "x"}, DagsterRunError, 500, "PIPELINE_EXECUTION_ERROR"),
+    ],
+)  # fmt: skip
+def test_error_mapping(result: dict[str, str], error: type, status: int, code: str) -> None:
+    with pytest.raises(error) as raised:
+        raise_for_result(result, {"run_id": "r1"})
+    assert raised.value.http_status == status and raised.value.error_code == code
+    assert raised.value.message == result["message"]
+    assert raised.value.details == {"run_id": "r1", "dagster_error": result["__typename"]}
+
+
+def test_invalid_run_config_lists_the_errors() -> None:
+    result = {
+        "__typename": "RunConfigValidationInvalid",
+        "pipelineName": "j",
+        "errors": [{"message": 'Missing required config entry "ops"', "reason": "MISSING_REQUIRED_FIELD",
+                    "path": ["root"]}],
+    }  # fmt: skip
+    with pytest.raises(DagsterInvalidRequest, match="Missing required config") as raised:
+        raise_for_result(result)
+    assert raised.value.details["errors"][0]["reason"] == "MISSING_REQUIRED_FIELD"
+
+
+def test_nothing_listening_is_unavailable() -> None:
+    with (
+        DagsterClient(f"http://127.0.0.1:{free_port()}", timeout=2) as client,
+        pytest.raises(DagsterUnavailable) as raised,
+    ):
+        client.ping()
+    assert raised.value.http_status == 503 and raised.value.aggregator_code == "CONN_001"
+
+
+@pytest.fixture
+def failing_server() -> Iterator[str]:
+    """A real HTTP server that answers like a proxy in front of a dead webserver (502)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(502)
+            self.end_headers()
+            self.wfile.write(b"Bad Gateway")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_5xx_is_unavailable(failing_server: str) -> None:
+    with DagsterClient(failing_server, timeout=5) as client, pytest.raises(DagsterUnavailable, match="502"):
+        client.get_run("r1")

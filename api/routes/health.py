@@ -42,7 +42,8 @@ def _dagster_probe(request: Request) -> health_service.DagsterProbe | None:
 
 
 async def _detailed(request: Request) -> dict[str, Any]:
-    return await health_service.detailed_report(_settings(request), _dagster_probe(request))
+    state = request.app.state
+    return await health_service.detailed_report(_settings(request), _dagster_probe(request), state.http)
 
 
 @root_router.get("/health", response_model=Liveness)
@@ -51,17 +52,21 @@ def liveness_root(request: Request) -> object:
     return _liveness(request)
 
 
-@root_router.get("/health/detailed", response_model=DetailedHealth, responses=_UNHEALTHY)
+@root_router.get(
+    "/health/detailed", response_model=DetailedHealth, responses=_UNHEALTHY, response_model_exclude_none=True
+)
 async def detailed_root(request: Request) -> object:
     """Database, warehouse, Dagster webserver and daemon, cache; checked concurrently. 503 when
     any configured component is down."""
     report = await _detailed(request)
     if report["status"] != health_service.HEALTHY:
-        return JSONResponse(DetailedHealth.model_validate(report).model_dump(mode="json"), status_code=503)
+        return JSONResponse(
+            DetailedHealth.model_validate(report).model_dump(mode="json", exclude_none=True), status_code=503
+        )
     return report
 
 
-@router.get("", response_model=Envelope[DetailedHealth])
+@router.get("", response_model=Envelope[DetailedHealth], response_model_exclude_none=True)
 async def health(request: Request) -> object:
     """Comprehensive report (the detailed checks); `data.status` says healthy or unhealthy."""
     return ok(await _detailed(request))

@@ -71,9 +71,10 @@ async def check_database(settings: Settings) -> dict[str, Any]:
     return await asyncio.to_thread(_database_check)
 
 
-async def check_clickhouse(settings: Settings) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=settings.health_check_timeout_seconds) as client:
-        response = await client.get(f"{settings.clickhouse_url}/ping")
+async def check_clickhouse(settings: Settings, http: httpx.AsyncClient) -> dict[str, Any]:
+    response = await http.get(
+        f"{settings.clickhouse_url}/ping", timeout=settings.health_check_timeout_seconds
+    )
     if response.status_code != 200 or not response.text.startswith("Ok."):
         return {"status": UNHEALTHY, "error": f"HTTP {response.status_code}"}
     return {"type": "embedded" if settings.embedded_warehouse else "clickhouse"}
@@ -126,7 +127,9 @@ def overall(components: dict[str, dict[str, Any]]) -> str:
     return UNHEALTHY if any(c["status"] == UNHEALTHY for c in components.values()) else HEALTHY
 
 
-async def detailed_report(settings: Settings, probe: DagsterProbe | None) -> dict[str, Any]:
+async def detailed_report(
+    settings: Settings, probe: DagsterProbe | None, http: httpx.AsyncClient
+) -> dict[str, Any]:
     timeout = settings.health_check_timeout_seconds
 
     async def no_probe() -> dict[str, Any]:
@@ -134,7 +137,7 @@ async def detailed_report(settings: Settings, probe: DagsterProbe | None) -> dic
 
     checks: dict[str, Check] = {
         "database": lambda: check_database(settings),
-        "clickhouse": lambda: check_clickhouse(settings),
+        "clickhouse": lambda: check_clickhouse(settings, http),
         "dagster": (lambda: check_dagster(settings, probe)) if probe else no_probe,
         "dagster_daemon": (lambda: check_dagster_daemon(settings, probe)) if probe else no_probe,
         "redis": lambda: check_redis(settings),

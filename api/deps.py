@@ -26,6 +26,10 @@ _bearer = HTTPBearer(auto_error=False, description="JWT access token or an `aetl
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (`aetl_...`)")
 
 
+# all a user with a temporary password may do until it is changed
+PASSWORD_CHANGE_PATHS = frozenset({"/api/v1/auth/change-password", "/api/v1/auth/logout", "/api/v1/users/me"})
+
+
 def get_principal(
     request: Request,
     session: SessionDep,
@@ -36,6 +40,11 @@ def get_principal(
         session, bearer=bearer.credentials if bearer else None, api_key=api_key or None
     )
     request.state.user_id = principal.user.id
+    if principal.user.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise PermissionDenied(
+            "Password change required: call POST /api/v1/auth/change-password first",
+            details={"reason": "password_change_required"},
+        )
     return principal
 
 

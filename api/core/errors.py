@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.core.context import get_request_id
@@ -318,10 +319,11 @@ def render_exception(exc: BaseException) -> JSONResponse:
         return error_response(422, code="VALIDATION_ERROR", message="Malformed JSON body")
     if is_client_error_like(exc):
         return client_error_response(exc)
-    try:
-        from sqlalchemy.exc import OperationalError
-    except ImportError:  # pragma: no cover - sqlalchemy is a hard dependency
-        OperationalError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    if isinstance(exc, IntegrityError):
+        # a constraint caught what the service's own check could not see (a race)
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            return error_response(409, code="DUPLICATE_RESOURCE", message="Resource already exists")
+        return error_response(409, code="VALIDATION_ERROR", message="Request conflicts with existing data")
     if isinstance(exc, OperationalError):
         logger.error("database unavailable request_id=%s", get_request_id())
         return error_response(503, code="DATABASE_ERROR", message="Database unavailable")

@@ -80,6 +80,20 @@ def test_admin_reset_password(
     assert_error_shape(client.get("/api/v1/users/me", headers=user.headers), 401)
     tokens = login(client, user.username, temporary)
     assert tokens["must_change_password"] is True
+    # until the temporary password is changed, only /users/me, logout and change-password work
+    headers = bearer(tokens["access_token"])
+    assert client.get("/api/v1/users/me", headers=headers).json()["must_change_password"] is True
+    body = assert_error_shape(client.get("/api/v1/roles", headers=headers), 403, "PERMISSION_DENIED")
+    assert body["error"]["details"]["reason"] == "password_change_required"
+    changed = client.post(
+        "/api/v1/auth/change-password",
+        headers=headers,
+        json={"current_password": temporary, "new_password": "Brand1New2Pass"},
+    )
+    assert changed.status_code == 200, changed.text
+    fresh = login(client, user.username, "Brand1New2Pass")
+    assert fresh["must_change_password"] is False
+    assert client.get("/api/v1/roles", headers=bearer(fresh["access_token"])).status_code == 200
 
 
 def test_api_keys(client: httpx.Client, make_user: Callable[..., ApiUser]) -> None:

@@ -69,6 +69,8 @@ TRANSPORT_PARAMS = frozenset(
         "http_wait_end_of_query",
         "add_http_cors_header",
         "http_native_compression_disable_checksumming_on_decompress",
+        # enforced by the server: SET readonly on a connection could never be undone
+        "readonly",
         "output_format_parallel_formatting",
     }
 )
@@ -982,6 +984,8 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         statement = sql.to_str(head[: len(split.statement.encode("latin-1"))])
         req.log_query = f"{statement} FORMAT {split.fmt}"
+        if self.command == "GET" or req.params.get("readonly", "0") not in ("0", ""):
+            raise ch_error(164, "READONLY", "Cannot execute query in readonly mode")
         _, second = sql.check_single_statement(statement)
         if second is not None:
             raise _multi_statement_error(statement, second)
@@ -1032,6 +1036,8 @@ class Handler(BaseHTTPRequestHandler):
                 "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
                 "You should use method POST for modifying queries",
             )
+        if req.params.get("readonly", "0") not in ("0", "") and kind not in sql.RESULT_KEYWORDS:
+            raise ch_error(164, "READONLY", "Cannot execute query in readonly mode")
         self._prepare(conn, req, in_session, kind)
         try:
             if kind in sql.RESULT_KEYWORDS:

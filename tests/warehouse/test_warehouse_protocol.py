@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 import time
 import uuid
@@ -420,3 +421,53 @@ def test_streamed_results_with_compression(warehouse_url: str, encoding: str) ->
         assert rows == 300_000
     finally:
         c.close()
+
+
+def test_readonly_param_refuses_writes_and_is_not_sticky(http: httpx.Client, database: str) -> None:
+    resp = http.post(
+        "/",
+        params={"readonly": "1"},
+        content=f"CREATE TABLE {database}.ro (a UInt8) ENGINE = Memory".encode(),
+    )
+    assert resp.headers["X-ClickHouse-Exception-Code"] == "164"
+    assert http.post("/", params={"readonly": "1"}, content=b"SELECT 1").text == "1\n"
+    resp = http.post("/", content=f"CREATE TABLE {database}.ro (a UInt8) ENGINE = Memory".encode())
+    assert resp.status_code == 200, resp.text
+
+
+@pytest.mark.parametrize("fmt", ["TSV", "ArrowStream", "Native"])
+@pytest.mark.parametrize("in_session", [False, True])
+def test_client_disconnect_mid_stream_leaves_connection_clean(
+    warehouse_url: str, fmt: str, in_session: bool
+) -> None:
+    sid = f"s-{uuid.uuid4()}"
+    path = f"/?session_id={sid}" if in_session else "/"
+    query = f"SELECT number, toString(number) FROM numbers(100000000) FORMAT {fmt}"
+    url = httpx.URL(warehouse_url)
+    with socket.create_connection((url.host, url.port)) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(query)}\r\n\r\n{query}".encode()
+        )
+        received = 0
+        while received < 300_000:
+            received += len(sock.recv(65536))
+    params = {"session_id": sid} if in_session else {}
+    deadline = time.monotonic() + 10
+    while True:  # the server notices the disconnect at its next write
+        resp = httpx.post(warehouse_url, params=params, content=b"SELECT 1")
+        if resp.headers.get("X-ClickHouse-Exception-Code") != "373" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert resp.text == "1\n"
+    for _ in range(5):
+        assert httpx.post(warehouse_url, params=params, content=b"SELECT 2").text == "2\n"
+
+
+def test_bad_row_in_insert_answers_error(http: httpx.Client, database: str) -> None:
+    http.post("/", content=f"CREATE TABLE {database}.bad (a UInt32) ENGINE = MergeTree ORDER BY a".encode())
+    body = "".join(f"{i}\n" for i in range(1000)) + "not-a-number\n" + "".join(f"{i}\n" for i in range(1000))
+    resp = http.post("/", params={"query": f"INSERT INTO {database}.bad FORMAT TSV"}, content=body.encode())
+    assert resp.status_code >= 400
+    assert resp.headers["X-ClickHouse-Exception-Code"] in ("27", "6", "72", "117")
+    assert http.post("/", content=f"SELECT count() FROM {database}.bad".encode()).text == "0\n"
+    assert http.post("/", content=b"SELECT 3").text == "3\n"

@@ -1,0 +1,66 @@
+"""The whole stack as `make run` starts it: API in front, Dagster runs, data lands in the warehouse."""
+
+from __future__ import annotations
+
+import time
+
+import clickhouse_connect
+import httpx
+
+from api.dagster_client.client import DagsterClient
+from api.dagster_client.models import RunStatus
+from tests.conftest import Stack
+
+
+def wait_for_run(client: DagsterClient, run_id: str, timeout: float = 180) -> RunStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get_run(run_id)
+        if run.status.finished:
+            return run.status
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} not finished after {timeout}s")
+
+
+def test_detailed_health_reports_every_component_healthy(stack: Stack) -> None:
+    response = httpx.get(f"{stack.api_url}/health/detailed", timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "healthy"
+    for component in ("database", "clickhouse", "dagster", "dagster_daemon"):
+        assert body["components"][component]["status"] == "healthy", body
+        assert body["components"][component]["latency_ms"] >= 0
+    assert response.headers["X-Request-ID"].startswith("req_")
+
+
+def test_admin_from_settings_can_log_in(stack: Stack) -> None:
+    settings = stack.settings
+    response = httpx.post(
+        f"{stack.api_url}/api/v1/auth/login",
+        json={"username": settings.admin_username, "password": settings.admin_password.get_secret_value()},
+    )
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    me = httpx.get(f"{stack.api_url}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    assert me.json()["role"] == "admin"
+    assert me.json()["username"] == settings.admin_username
+
+
+def test_warehouse_and_datamart_jobs_run_through_dagster_into_the_warehouse(stack: Stack) -> None:
+    warehouse = clickhouse_connect.get_client(dsn=stack.warehouse_url)
+    with DagsterClient(stack.dagster_url) as dagster:
+        run_id = dagster.launch_run("warehouse_job", tags={"aetl/test": "end_to_end"})
+        assert wait_for_run(dagster, run_id) == RunStatus.SUCCESS
+        days = int(warehouse.command("SELECT count() FROM default.calendar_days"))
+        assert days == 4018  # 2020-01-01 .. 2030-12-31
+        materializations = dagster.asset_materializations(["calendar_days"], limit=1)
+        assert materializations and materializations[0].run_id == run_id
+
+        mart_run = dagster.launch_run("datamarts_job")
+        assert wait_for_run(dagster, mart_run) == RunStatus.SUCCESS
+        logs = dagster.get_run_logs(mart_run)
+        assert logs.events
+    tables = {row[0] for row in warehouse.query("SELECT name FROM system.tables WHERE name = 'orders_daily'").result_rows}
+    assert tables == {"orders_daily"}
+    warehouse.close()

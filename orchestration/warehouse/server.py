@@ -722,6 +722,7 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 300  # idle keep-alive connections and stalled uploads end after this many seconds
     headers_sent = False
     body_done = False
+    _lease: tuple[Conn, Request, str] | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         # the request line without its query string: URL parameters may carry a password
@@ -779,6 +780,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # errors ----------------------------------------------------------------------------------
     def _error(self, err: ClickHouseError, status: int | None = None, query_id: str | None = None) -> None:
+        self._done_with_conn()
         wh = self.server.warehouse
         name = err.name or "UNKNOWN"
         body = f"{err.message} (version {wh.version})\n".encode()
@@ -799,6 +801,7 @@ class Handler(BaseHTTPRequestHandler):
     def _query(self, params: dict[str, str]) -> None:
         started = time.monotonic()
         self.headers_sent = False
+        self._lease = None
         wh = self.server.warehouse
         ctype = self.headers.get("Content-Type") or ""
         self.body_done = False
@@ -821,6 +824,7 @@ class Handler(BaseHTTPRequestHandler):
                 conn = wh.session(session_id, timeout, req.params.get("session_check") in ("1", "true"))
             else:
                 conn = wh.acquire()
+            self._lease = (conn, req, session_id)
             self._execute(conn, req, body, bool(session_id))
         except BodyError as exc:
             req.status = "error 33"
@@ -847,11 +851,7 @@ class Handler(BaseHTTPRequestHandler):
                     ch_error(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}"), query_id=req.query_id
                 )
         finally:
-            if conn is not None:
-                if session_id:
-                    wh.release_session(conn)
-                else:
-                    wh.release(conn)
+            self._done_with_conn()
             wh.end()
             log.info(
                 "query id=%s session=%s %s rows=%s written=%s %.1fms: %s",
@@ -863,6 +863,24 @@ class Handler(BaseHTTPRequestHandler):
                 (time.monotonic() - started) * 1000,
                 sql.for_log(req.log_query),
             )
+
+    def _done_with_conn(self) -> None:
+        """Give the connection back as soon as chDB is done, before the last bytes go out: a
+        client that sends its next query on the session right after reading the answer must
+        not find the session still locked."""
+        if self._lease is None:
+            return
+        conn, req, session_id = self._lease
+        self._lease = None
+        wh = self.server.warehouse
+        if req.external and session_id:
+            for name, *_ in req.external:
+                with contextlib.suppress(ClickHouseError):
+                    conn.run(f"DROP TEMPORARY TABLE IF EXISTS {_ident(name)}")
+        if session_id:
+            wh.release_session(conn)
+        else:
+            wh.release(conn)
 
     def _drain_after_error(self) -> None:
         # An early error may leave body bytes unread: close rather than read a big upload to the end.
@@ -967,12 +985,6 @@ class Handler(BaseHTTPRequestHandler):
             except RuntimeError as exc:
                 raise _parse_chdb_error(exc) from None
 
-    def _cleanup_external(self, conn: Conn, req: Request, in_session: bool) -> None:
-        if in_session:
-            for name, *_ in req.external:
-                with contextlib.suppress(ClickHouseError):
-                    conn.run(f"DROP TEMPORARY TABLE IF EXISTS {_ident(name)}")
-
     def _insert(
         self,
         conn: Conn,
@@ -1000,23 +1012,20 @@ class Handler(BaseHTTPRequestHandler):
             log.debug("insert body %d bytes read in %.1fms", size, (time.monotonic() - t_read) * 1000)
             self._prepare(conn, req, in_session, "INSERT")
             try:
-                try:
-                    ins = conn.chdb.send_insert(statement, split.fmt)
-                except RuntimeError as exc:
+                ins = conn.chdb.send_insert(statement, split.fmt)
+            except RuntimeError as exc:
+                raise _parse_chdb_error(exc) from None
+            try:
+                while data := spool.read(INSERT_APPEND_CHUNK):
+                    ins.append(data)
+                result = ins.finish()
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    ins.cancel()
+                conn.flush()
+                if isinstance(exc, RuntimeError):
                     raise _parse_chdb_error(exc) from None
-                try:
-                    while data := spool.read(INSERT_APPEND_CHUNK):
-                        ins.append(data)
-                    result = ins.finish()
-                except BaseException as exc:
-                    with contextlib.suppress(Exception):
-                        ins.cancel()
-                    conn.flush()
-                    if isinstance(exc, RuntimeError):
-                        raise _parse_chdb_error(exc) from None
-                    raise
-            finally:
-                self._cleanup_external(conn, req, in_session)
+                raise
         req.summary["written_rows"] = result.rows_written
         req.summary["written_bytes"] = result.bytes_written or size
         self._send_buffered(req, b"", None, result.elapsed)
@@ -1039,35 +1048,32 @@ class Handler(BaseHTTPRequestHandler):
         if req.params.get("readonly", "0") not in ("0", "") and kind not in sql.RESULT_KEYWORDS:
             raise ch_error(164, "READONLY", "Cannot execute query in readonly mode")
         self._prepare(conn, req, in_session, kind)
-        try:
-            if kind in sql.RESULT_KEYWORDS:
-                query, fmt = sql.strip_format(text)
-                fmt = fmt or req.params.get("default_format") or "TabSeparated"
-                if fmt.lower() in PYTHON_ONLY_FORMATS:
-                    raise ch_error(73, "UNKNOWN_FORMAT", f"Unknown output format {fmt}")
-                stream = (
-                    kind in sql.STREAMABLE_KEYWORDS
-                    and streamable_format(fmt)
-                    and req.params.get("wait_end_of_query") not in ("1", "true")
-                )
-                if stream:
-                    self._stream(conn, req, query, fmt)
-                else:
-                    res = conn.run(query, fmt, req.bind)
-                    req.summary.update(read_rows=res.rows_read(), read_bytes=res.bytes_read())
-                    self._send_buffered(req, res.bytes(), fmt, res.elapsed())
+        if kind in sql.RESULT_KEYWORDS:
+            query, fmt = sql.strip_format(text)
+            fmt = fmt or req.params.get("default_format") or "TabSeparated"
+            if fmt.lower() in PYTHON_ONLY_FORMATS:
+                raise ch_error(73, "UNKNOWN_FORMAT", f"Unknown output format {fmt}")
+            stream = (
+                kind in sql.STREAMABLE_KEYWORDS
+                and streamable_format(fmt)
+                and req.params.get("wait_end_of_query") not in ("1", "true")
+            )
+            if stream:
+                self._stream(conn, req, query, fmt)
             else:
-                res = conn.run(text, "TabSeparated", req.bind)
-                self._after_command(conn, kind, text, in_session)
-                req.summary.update(
-                    read_rows=res.rows_read(),
-                    read_bytes=res.bytes_read(),
-                    written_rows=res.rows_written(),
-                    written_bytes=res.bytes_written(),
-                )
-                self._send_buffered(req, res.bytes(), None, res.elapsed())
-        finally:
-            self._cleanup_external(conn, req, in_session)
+                res = conn.run(query, fmt, req.bind)
+                req.summary.update(read_rows=res.rows_read(), read_bytes=res.bytes_read())
+                self._send_buffered(req, res.bytes(), fmt, res.elapsed())
+        else:
+            res = conn.run(text, "TabSeparated", req.bind)
+            self._after_command(conn, kind, text, in_session)
+            req.summary.update(
+                read_rows=res.rows_read(),
+                read_bytes=res.bytes_read(),
+                written_rows=res.rows_written(),
+                written_bytes=res.bytes_written(),
+            )
+            self._send_buffered(req, res.bytes(), None, res.elapsed())
 
     def _after_command(self, conn: Conn, kind: str, text: str, in_session: bool) -> None:
         """Track what a client's SET/USE/temporary table changed on the connection."""
@@ -1134,6 +1140,7 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     def _send_buffered(self, req: Request, data: bytes, fmt: str | None, elapsed: float) -> None:
+        self._done_with_conn()
         encoding = self._encoding(req) if data else None
         if encoding:
             comp = _Compressor(encoding)
@@ -1203,6 +1210,7 @@ class Handler(BaseHTTPRequestHandler):
                 while chunk is not None:
                     write(reframer.feed(chunk))
                     chunk = next_chunk()
+                self._done_with_conn()
                 write(reframer.finish())
             except (BrokenPipeError, ConnectionResetError):
                 raise
@@ -1214,6 +1222,8 @@ class Handler(BaseHTTPRequestHandler):
                 )
                 # Late error: ClickHouse's tagged exception block, so clients raise instead of
                 # silently returning short data.
+                if finished:
+                    self._done_with_conn()
                 message = f"{err.message} (version {self.server.warehouse.version})"
                 block = f"\r\n__exception__\r\n{tag}\r\n{message}\n{len(message)} {tag}\r\n__exception__\r\n"
                 write(block.encode())

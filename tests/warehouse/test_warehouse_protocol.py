@@ -471,3 +471,17 @@ def test_bad_row_in_insert_answers_error(http: httpx.Client, database: str) -> N
     assert resp.headers["X-ClickHouse-Exception-Code"] in ("27", "6", "72", "117")
     assert http.post("/", content=f"SELECT count() FROM {database}.bad".encode()).text == "0\n"
     assert http.post("/", content=b"SELECT 3").text == "3\n"
+
+
+def test_back_to_back_queries_in_one_session_never_find_it_locked(warehouse_url: str) -> None:
+    """The session is released before the last bytes of an answer go out, so the next query may follow."""
+    c = get_client(warehouse_url, session_id=f"s-{uuid.uuid4()}")
+    try:
+        for i in range(60):
+            with c.query_arrow_stream("SELECT number FROM numbers(20000)") as stream:
+                assert sum(batch.num_rows for batch in stream) == 20_000
+            assert c.command(f"SELECT {i}") == i
+            with pytest.raises(DatabaseError):
+                c.command("SELEC 1")
+    finally:
+        c.close()

@@ -44,12 +44,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     get_engine().dispose()
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    dagster_probe_factory: Callable[[Settings], DagsterProbe] = dagster_probe,
-) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = dagster_probe) -> FastAPI:
+    """A new app over the process's one settings object (other limits = another process/env)."""
+    settings = get_settings()
     _configure_logging(settings)
     app = FastAPI(
         title="AI-ETL Platform API",

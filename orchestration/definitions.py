@@ -1,14 +1,11 @@
-"""The code location `aetl`: one Definitions merged from the domain modules in orchestration/defs/."""
+"""The code location `aetl`: one Definitions merged from the domain modules in orchestration/defs/.
 
-from dagster import Definitions, in_process_executor
+Datamarts (dbt) are the second location `aetl_datamarts` (module orchestration.defs.datamarts).
+"""
 
-from orchestration.defs import datamarts, maintenance, warehouse
+from dagster import Definitions
 
-# Steps run inside the run worker: a subprocess per step costs ~3-5 s of imports on 2 cores, more than
-# most of our steps take; parallelism comes from concurrent runs instead.
-defs = Definitions.merge(
-    warehouse.defs,
-    datamarts.defs,
-    maintenance.defs,
-    Definitions(executor=in_process_executor),
-)
+from orchestration.defs import maintenance, warehouse
+from orchestration.defs.common import shared_definitions
+
+defs = Definitions.merge(warehouse.defs, maintenance.defs, shared_definitions())

@@ -8,7 +8,9 @@ becomes an exception of `api.dagster_client.errors`; answers are pydantic models
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -154,16 +156,17 @@ def parse_metadata_entry(entry: Mapping[str, Any]) -> Any:
         return entry["intValue"] if entry.get("intValue") is not None else int(entry["intRepr"])
     if kind == "JsonMetadataEntry":
         return json.loads(entry["jsonString"])
-    for field in ("floatValue", "text", "boolValue", "mdStr", "path", "url", "timestamp", "runId"):
-        if field in entry:
-            return entry[field]
+    for name in ("floatValue", "text", "boolValue", "mdStr", "path", "url", "timestamp", "runId"):
+        if name in entry:
+            return entry[name]
     return None
 
 
-def parse_schedule(data: Mapping[str, Any]) -> Schedule:
+def parse_schedule(data: Mapping[str, Any], location: str) -> Schedule:
     ticks = (data.get("futureTicks") or {}).get("results") or []
     return Schedule(
         name=data["name"],
+        location=location,
         job_name=data["pipelineName"],
         cron_schedule=data["cronSchedule"],
         execution_timezone=data.get("executionTimezone"),
@@ -174,9 +177,10 @@ def parse_schedule(data: Mapping[str, Any]) -> Schedule:
     )
 
 
-def parse_sensor(data: Mapping[str, Any]) -> Sensor:
+def parse_sensor(data: Mapping[str, Any], location: str) -> Sensor:
     return Sensor(
         name=data["name"],
+        location=location,
         job_names=[t["pipelineName"] for t in data.get("targets") or []],
         description=data.get("description"),
         status=InstigationStatus(data["sensorState"]["status"]),
@@ -205,8 +209,47 @@ def raise_for_result(result: Mapping[str, Any], context: Mapping[str, Any] | Non
     raise error_for_typename(typename)(message, details)
 
 
+@dataclass(frozen=True)
+class RepositoryAddress:
+    location: str
+    repository: str
+
+    def selector(self) -> dict[str, str]:
+        return {"repositoryName": self.repository, "repositoryLocationName": self.location}
+
+
+@dataclass
+class WorkspaceIndex:
+    """Where each job, asset, schedule and sensor lives, so callers use names only."""
+
+    jobs: dict[str, list[RepositoryAddress]] = field(default_factory=dict)
+    assets: dict[str, RepositoryAddress] = field(default_factory=dict)
+    schedules: dict[str, tuple[RepositoryAddress, dict[str, Any]]] = field(default_factory=dict)
+    sensors: dict[str, tuple[RepositoryAddress, dict[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_repositories(cls, nodes: Iterable[Mapping[str, Any]]) -> WorkspaceIndex:
+        index = cls()
+        for node in nodes:
+            address = RepositoryAddress(node["location"]["name"], node["name"])
+            for job in node.get("jobs") or []:
+                index.jobs.setdefault(job["name"], []).append(address)
+            for asset in node.get("assetNodes") or []:
+                index.assets["/".join(asset["assetKey"]["path"])] = address
+            for schedule in node.get("schedules") or []:
+                index.schedules[schedule["name"]] = (address, schedule)
+            for sensor in node.get("sensors") or []:
+                index.sensors[sensor["name"]] = (address, sensor)
+        return index
+
+
 class DagsterClient:
-    """Thread-safe GraphQL client of one dagster-webserver (`base_url` like http://127.0.0.1:3000)."""
+    """Thread-safe GraphQL client of one dagster-webserver (`base_url` like http://127.0.0.1:3000).
+
+    Jobs, schedules and sensors are addressed by name across all code locations of the workspace
+    (`aetl`, `aetl_datamarts`, ...); the client finds their location and caches the map until a miss
+    or a reload.
+    """
 
     def __init__(
         self,
@@ -220,6 +263,8 @@ class DagsterClient:
         self.base_url = base_url.rstrip("/")
         self.location = location
         self.repository = repository
+        self._index: WorkspaceIndex | None = None
+        self._index_lock = threading.Lock()
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=timeout,
@@ -278,10 +323,14 @@ class DagsterClient:
         asset_selection: Iterable[AssetKeyLike] | None = None,
     ) -> str:
         """Submit a run (queued by the daemon's run coordinator); returns its run id."""
+        if repository_location:
+            address = RepositoryAddress(repository_location, repository_name or self.repository)
+        else:
+            address = self.locate_job(job_name, asset_selection)
         params = build_execution_params(
             job_name,
-            location=repository_location or self.location,
-            repository=repository_name or self.repository,
+            location=address.location,
+            repository=address.repository,
             run_config=run_config,
             tags=tags,
             asset_selection=asset_selection,
@@ -349,6 +398,8 @@ class DagsterClient:
         result = self.execute(queries.RELOAD_LOCATION, {"name": name})["reloadRepositoryLocation"]
         if result["__typename"] != "WorkspaceLocationEntry":
             raise_for_result(result, {"location": name})
+        with self._index_lock:
+            self._index = None  # the location's jobs, schedules and sensors may have changed
         location = result.get("locationOrLoadError") or {}
         if location.get("__typename") == "PythonError":
             raise DagsterRunError(
@@ -361,69 +412,99 @@ class DagsterClient:
             repositories=[r["name"] for r in location.get("repositories") or []],
         )
 
+    # -- workspace ------------------------------------------------------------------------------
+
+    def workspace_index(self, refresh: bool = False) -> WorkspaceIndex:
+        """Jobs, assets, schedules and sensors of every loaded code location (cached)."""
+        with self._index_lock:
+            if self._index is not None and not refresh:
+                return self._index
+        result = self.execute(queries.WORKSPACE_INDEX)["repositoriesOrError"]
+        if result["__typename"] != "RepositoryConnection":
+            raise_for_result(result)
+        index = WorkspaceIndex.from_repositories(result["nodes"])
+        with self._index_lock:
+            self._index = index
+        return index
+
+    def _default_address(self) -> RepositoryAddress:
+        return RepositoryAddress(self.location, self.repository)
+
+    def locate_job(
+        self, job_name: str, asset_selection: Iterable[AssetKeyLike] | None = None
+    ) -> RepositoryAddress:
+        """The location of a job; for asset jobs (`__ASSET_JOB` exists in every location), of the assets."""
+        keys = ["/".join(asset_key_path(k)) for k in asset_selection or []]
+        for refresh in (False, True):
+            index = self.workspace_index(refresh=refresh)
+            if keys and keys[0] in index.assets:
+                return index.assets[keys[0]]
+            addresses = index.jobs.get(job_name, [])
+            if addresses:
+                default = self._default_address()
+                return default if default in addresses else addresses[0]
+        # Unknown everywhere: Dagster's own PipelineNotFoundError answers for the default location.
+        return self._default_address()
+
+    def _find(self, kind: str, name: str) -> tuple[RepositoryAddress, dict[str, Any]]:
+        for refresh in (False, True):
+            found = getattr(self.workspace_index(refresh=refresh), kind).get(name)
+            if found:
+                return found
+        raise DagsterNotFound(f"{kind[:-1].capitalize()} {name!r} not found", {kind[:-1]: name})
+
     # -- schedules and sensors -------------------------------------------------------------------
 
-    def _repository_selector(self) -> dict[str, str]:
-        return {"repositoryName": self.repository, "repositoryLocationName": self.location}
-
     def list_schedules(self) -> list[Schedule]:
-        variables = {"repositorySelector": self._repository_selector()}
-        result = self.execute(queries.LIST_SCHEDULES, variables)["schedulesOrError"]
-        if result["__typename"] != "Schedules":
-            raise_for_result(result)
-        return [parse_schedule(s) for s in result["results"]]
+        index = self.workspace_index(refresh=True)
+        return [parse_schedule(data, address.location) for address, data in index.schedules.values()]
 
-    def _schedule(self, name: str) -> dict[str, Any]:
-        selector = {**self._repository_selector(), "scheduleName": name}
+    def get_schedule(self, name: str) -> Schedule:
+        address, _ = self._find("schedules", name)
+        selector = {**address.selector(), "scheduleName": name}
         result = self.execute(queries.GET_SCHEDULE, {"scheduleSelector": selector})["scheduleOrError"]
         if result["__typename"] != "Schedule":
             raise_for_result(result, {"schedule": name})
-        return result
-
-    def get_schedule(self, name: str) -> Schedule:
-        return parse_schedule(self._schedule(name))
+        return parse_schedule(result, address.location)
 
     def start_schedule(self, name: str) -> Schedule:
-        selector = {**self._repository_selector(), "scheduleName": name}
+        address, _ = self._find("schedules", name)
+        selector = {**address.selector(), "scheduleName": name}
         result = self.execute(queries.START_SCHEDULE, {"scheduleSelector": selector})["startSchedule"]
         if result["__typename"] != "ScheduleStateResult":
             raise_for_result(result, {"schedule": name})
         return self.get_schedule(name)
 
     def stop_schedule(self, name: str) -> Schedule:
-        schedule = self._schedule(name)
-        result = self.execute(queries.STOP_SCHEDULE, {"id": schedule["id"]})["stopRunningSchedule"]
+        _, data = self._find("schedules", name)
+        result = self.execute(queries.STOP_SCHEDULE, {"id": data["id"]})["stopRunningSchedule"]
         if result["__typename"] != "ScheduleStateResult":
             raise_for_result(result, {"schedule": name})
         return self.get_schedule(name)
 
     def list_sensors(self) -> list[Sensor]:
-        variables = {"repositorySelector": self._repository_selector()}
-        result = self.execute(queries.LIST_SENSORS, variables)["sensorsOrError"]
-        if result["__typename"] != "Sensors":
-            raise_for_result(result)
-        return [parse_sensor(s) for s in result["results"]]
+        index = self.workspace_index(refresh=True)
+        return [parse_sensor(data, address.location) for address, data in index.sensors.values()]
 
-    def _sensor(self, name: str) -> dict[str, Any]:
-        selector = {**self._repository_selector(), "sensorName": name}
+    def get_sensor(self, name: str) -> Sensor:
+        address, _ = self._find("sensors", name)
+        selector = {**address.selector(), "sensorName": name}
         result = self.execute(queries.GET_SENSOR, {"sensorSelector": selector})["sensorOrError"]
         if result["__typename"] != "Sensor":
             raise_for_result(result, {"sensor": name})
-        return result
-
-    def get_sensor(self, name: str) -> Sensor:
-        return parse_sensor(self._sensor(name))
+        return parse_sensor(result, address.location)
 
     def start_sensor(self, name: str) -> Sensor:
-        selector = {**self._repository_selector(), "sensorName": name}
+        address, _ = self._find("sensors", name)
+        selector = {**address.selector(), "sensorName": name}
         result = self.execute(queries.START_SENSOR, {"sensorSelector": selector})["startSensor"]
         if result["__typename"] != "Sensor":
             raise_for_result(result, {"sensor": name})
         return self.get_sensor(name)
 
     def stop_sensor(self, name: str) -> Sensor:
-        sensor = self._sensor(name)
-        result = self.execute(queries.STOP_SENSOR, {"id": sensor["id"]})["stopSensor"]
+        _, data = self._find("sensors", name)
+        result = self.execute(queries.STOP_SENSOR, {"id": data["id"]})["stopSensor"]
         if result["__typename"] != "StopSensorMutationResult":
             raise_for_result(result, {"sensor": name})
         return self.get_sensor(name)

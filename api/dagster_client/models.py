@@ -104,6 +104,7 @@ class LocationReload(_Model):
 
 class Schedule(_Model):
     name: str
+    location: str
     job_name: str
     cron_schedule: str
     execution_timezone: str | None = None
@@ -115,6 +116,7 @@ class Schedule(_Model):
 
 class Sensor(_Model):
     name: str
+    location: str
     job_names: list[str] = []
     description: str | None = None
     status: InstigationStatus

@@ -129,19 +129,6 @@ fragment ScheduleFields on Schedule {
 }
 """
 
-LIST_SCHEDULES = (
-    """
-query ListSchedules($repositorySelector: RepositorySelector!) {
-  schedulesOrError(repositorySelector: $repositorySelector) {
-    __typename
-    ... on Schedules { results { ...ScheduleFields } }
-    ... on Error { message }
-  }
-}
-"""
-    + SCHEDULE_FIELDS
-)
-
 GET_SCHEDULE = (
     """
 query GetSchedule($scheduleSelector: ScheduleSelector!) {
@@ -187,19 +174,6 @@ fragment SensorFields on Sensor {
 }
 """
 
-LIST_SENSORS = (
-    """
-query ListSensors($repositorySelector: RepositorySelector!) {
-  sensorsOrError(repositorySelector: $repositorySelector) {
-    __typename
-    ... on Sensors { results { ...SensorFields } }
-    ... on Error { message }
-  }
-}
-"""
-    + SENSOR_FIELDS
-)
-
 GET_SENSOR = (
     """
 query GetSensor($sensorSelector: SensorSelector!) {
@@ -232,6 +206,29 @@ mutation StopSensor($id: String!) {
   }
 }
 """
+
+WORKSPACE_INDEX = (
+    """
+query WorkspaceIndex {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection {
+      nodes {
+        name
+        location { name }
+        jobs { name }
+        assetNodes { assetKey { path } }
+        schedules { ...ScheduleFields }
+        sensors { ...SensorFields }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+    + SCHEDULE_FIELDS
+    + SENSOR_FIELDS
+)
 
 ASSET_MATERIALIZATIONS = """
 query AssetMaterializations($assetKey: AssetKeyInput!, $limit: Int) {
@@ -293,14 +290,13 @@ ALL_DOCUMENTS = {
     "RUN_LOGS": RUN_LOGS,
     "TERMINATE_RUN": TERMINATE_RUN,
     "RELOAD_LOCATION": RELOAD_LOCATION,
-    "LIST_SCHEDULES": LIST_SCHEDULES,
     "GET_SCHEDULE": GET_SCHEDULE,
     "START_SCHEDULE": START_SCHEDULE,
     "STOP_SCHEDULE": STOP_SCHEDULE,
-    "LIST_SENSORS": LIST_SENSORS,
     "GET_SENSOR": GET_SENSOR,
     "START_SENSOR": START_SENSOR,
     "STOP_SENSOR": STOP_SENSOR,
+    "WORKSPACE_INDEX": WORKSPACE_INDEX,
     "ASSET_MATERIALIZATIONS": ASSET_MATERIALIZATIONS,
     "DAEMON_HEALTH": DAEMON_HEALTH,
     "VERSION": VERSION,

@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from orchestration.lib.calendar import build_calendar_days, calendar_days_ddl, quote_identifier
-from orchestration.warehouse.resource import ClickHouseResource, clickhouse_url_setting
+from orchestration.warehouse.resource import ClickHouseResource
 
 CALENDAR_TABLE = "calendar_days"
 
@@ -75,5 +75,4 @@ defs = Definitions(
     assets=[calendar_days],
     asset_checks=[calendar_days_is_gapless],
     jobs=[warehouse_job],
-    resources={"clickhouse": ClickHouseResource(url=clickhouse_url_setting())},
 )

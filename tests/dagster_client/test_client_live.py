@@ -107,15 +107,34 @@ def test_terminate_a_running_run(dagster: DagsterClient) -> None:
         dagster.terminate_run(run_id)  # already finished: Dagster refuses, nothing to stop
 
 
-def test_reload_location(dagster: DagsterClient) -> None:
-    reloaded = dagster.reload_location("aetl")
+@pytest.mark.parametrize("location", ["aetl", "aetl_datamarts"])
+def test_reload_location(dagster: DagsterClient, location: str) -> None:
+    started = time.monotonic()
+    reloaded = dagster.reload_location(location)
+    print(f"reload {location} {time.monotonic() - started:.1f}s")
     assert reloaded.load_status == "LOADED" and reloaded.repositories == ["__repository__"]
+    assert dagster.locate_job("sleep_job").location == "aetl"  # the index is rebuilt after a reload
+
+
+def test_reload_unknown_location_is_not_found(dagster: DagsterClient) -> None:
     with pytest.raises(DagsterNotFound):
         dagster.reload_location("no_such_location")
 
 
+def test_datamarts_job_builds_the_dbt_models_in_its_own_location(dagster: DagsterClient) -> None:
+    submitted = time.monotonic()
+    run_id = dagster.launch_run("datamarts_job", tags={"aetl/test": "dbt"})
+    run = wait_for_status(dagster, run_id, {RunStatus.SUCCESS}, timeout=150)
+    print(f"datamarts_job submit->SUCCESS {time.monotonic() - submitted:.1f}s")
+    assert run.tags["dagster/code_location"] == "aetl_datamarts"
+    assert run.stats is not None and run.stats.materializations == 3
+    [latest] = dagster.asset_materializations("orders_daily", limit=1)
+    assert latest.run_id == run_id
+
+
 def test_start_and_stop_a_schedule(dagster: DagsterClient) -> None:
     [schedule] = [s for s in dagster.list_schedules() if s.name == "datamarts_nightly"]
+    assert schedule.location == "aetl_datamarts"
     assert schedule.status == schedule.default_status == InstigationStatus.STOPPED
     assert schedule.job_name == "datamarts_job" and schedule.cron_schedule == "0 3 * * *"
     try:
@@ -130,7 +149,7 @@ def test_start_and_stop_a_schedule(dagster: DagsterClient) -> None:
 
 def test_start_and_stop_a_sensor(dagster: DagsterClient) -> None:
     [sensor] = [s for s in dagster.list_sensors() if s.name == "log_failed_runs"]
-    assert sensor.status == InstigationStatus.STOPPED
+    assert sensor.location == "aetl" and sensor.status == InstigationStatus.STOPPED
     try:
         assert dagster.start_sensor("log_failed_runs").status == InstigationStatus.RUNNING
     finally:

@@ -20,6 +20,8 @@ from api.dagster_client import (
     RunStatus,
 )
 from api.dagster_client.client import (
+    RepositoryAddress,
+    WorkspaceIndex,
     build_execution_params,
     build_runs_filter,
     parse_metadata_entry,
@@ -167,3 +169,24 @@ def failing_server() -> Iterator[str]:
 def test_5xx_is_unavailable(failing_server: str) -> None:
     with DagsterClient(failing_server, timeout=5) as client, pytest.raises(DagsterUnavailable, match="502"):
         client.get_run("r1")
+
+
+def test_workspace_index_finds_names_across_locations() -> None:
+    nodes = [
+        {"name": "__repository__", "location": {"name": "aetl"},
+         "jobs": [{"name": "__ASSET_JOB"}, {"name": "warehouse_job"}],
+         "assetNodes": [{"assetKey": {"path": ["calendar_days"]}}],
+         "schedules": [], "sensors": [{"name": "log_failed_runs", "id": "s1"}]},
+        {"name": "__repository__", "location": {"name": "aetl_datamarts"},
+         "jobs": [{"name": "__ASSET_JOB"}, {"name": "datamarts_job"}],
+         "assetNodes": [{"assetKey": {"path": ["orders_daily"]}}],
+         "schedules": [{"name": "datamarts_nightly", "id": "x"}], "sensors": []},
+    ]  # fmt: skip
+    index = WorkspaceIndex.from_repositories(nodes)
+    aetl = RepositoryAddress("aetl", "__repository__")
+    marts = RepositoryAddress("aetl_datamarts", "__repository__")
+    assert index.jobs["__ASSET_JOB"] == [aetl, marts]
+    assert index.jobs["datamarts_job"] == [marts]
+    assert index.assets["orders_daily"] == marts
+    assert index.schedules["datamarts_nightly"][0] == marts
+    assert index.sensors["log_failed_runs"] == (aetl, {"name": "log_failed_runs", "id": "s1"})

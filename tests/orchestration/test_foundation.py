@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DefaultScheduleStatus
+from dagster import DagsterInstance, DefaultScheduleStatus, DefaultSensorStatus, Definitions
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from orchestration.dagster_home import prepare_dagster_home
@@ -42,17 +42,34 @@ def test_instance_uses_postgres_and_the_tuned_queue(dagster_instance: DagsterIns
     assert Path(dagster_instance.compute_log_manager._base_dir).name == "compute_logs"  # noqa: SLF001
 
 
-def test_code_location_loads_with_its_domains() -> None:
+def test_code_locations_load_with_their_domains() -> None:
     prepare_dbt_manifest()
-    from orchestration.definitions import defs
+    from orchestration.definitions import defs as aetl
+    from orchestration.defs.datamarts import defs as datamarts
 
-    defs.validate_loadable(defs)
-    jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"warehouse_job", "datamarts_job", "sleep_job"} <= jobs
-    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert {"calendar_days", "demo_orders", "stg_demo__orders", "orders_daily"} <= keys
-    schedule = defs.resolve_schedule_def("datamarts_nightly")
-    assert schedule.default_status == DefaultScheduleStatus.STOPPED
+    for defs in (aetl, datamarts):
+        Definitions.validate_loadable(defs)
+        assert defs.resolve_all_job_defs()[0].executor_def.name == "in_process"
+    assert {"warehouse_job", "sleep_job"} <= {job.name for job in aetl.resolve_all_job_defs()}
+    assert {key.to_user_string() for key in aetl.resolve_all_asset_keys()} == {"calendar_days"}
+    assert aetl.resolve_sensor_def("log_failed_runs").default_status == DefaultSensorStatus.STOPPED
+
+    assert "datamarts_job" in {job.name for job in datamarts.resolve_all_job_defs()}
+    keys = {key.to_user_string() for key in datamarts.resolve_all_asset_keys()}
+    assert {"demo_orders", "stg_demo__orders", "orders_daily"} <= keys
+    assert datamarts.resolve_schedule_def("datamarts_nightly").default_status == DefaultScheduleStatus.STOPPED
+
+
+def test_workspace_lists_both_locations() -> None:
+    import yaml
+
+    from orchestration.dagster_home import WORKSPACE_YAML
+
+    entries = [e["python_module"] for e in yaml.safe_load(WORKSPACE_YAML.read_text())["load_from"]]
+    assert [(e["location_name"], e["module_name"]) for e in entries] == [
+        ("aetl", "orchestration.definitions"),
+        ("aetl_datamarts", "orchestration.defs.datamarts"),
+    ]
 
 
 @pytest.mark.timeout(120)

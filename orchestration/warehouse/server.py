@@ -708,6 +708,7 @@ class Request:
             "written_rows": 0,
             "written_bytes": 0,
             "result_rows": 0,
+            "result_bytes": 0,
         }
         self.log_query = ""
         self.status = "ok"
@@ -1062,17 +1063,13 @@ class Handler(BaseHTTPRequestHandler):
                 self._stream(conn, req, query, fmt)
             else:
                 res = conn.run(query, fmt, req.bind)
-                req.summary.update(read_rows=res.rows_read(), read_bytes=res.bytes_read())
+                _result_summary(req, res)
                 self._send_buffered(req, res.bytes(), fmt, res.elapsed())
         else:
             res = conn.run(text, "TabSeparated", req.bind)
             self._after_command(conn, kind, text, in_session)
-            req.summary.update(
-                read_rows=res.rows_read(),
-                read_bytes=res.bytes_read(),
-                written_rows=res.rows_written(),
-                written_bytes=res.bytes_written(),
-            )
+            _result_summary(req, res)
+            req.summary.update(written_rows=res.rows_written(), written_bytes=res.bytes_written())
             self._send_buffered(req, res.bytes(), None, res.elapsed())
 
     def _after_command(self, conn: Conn, kind: str, text: str, in_session: bool) -> None:
@@ -1133,7 +1130,7 @@ class Handler(BaseHTTPRequestHandler):
                 "written_bytes": str(s["written_bytes"]),
                 "total_rows_to_read": str(s["read_rows"]),
                 "result_rows": str(s["result_rows"] or s["written_rows"]),
-                "result_bytes": "0",
+                "result_bytes": str(s["result_bytes"]),
                 "elapsed_ns": str(int(elapsed * 1e9)),
             },
             separators=(",", ":"),
@@ -1241,6 +1238,16 @@ class Handler(BaseHTTPRequestHandler):
             if not finished:
                 with contextlib.suppress(Exception):
                     conn.chdb._conn.streaming_cancel_query(stream)
+
+
+def _result_summary(req: Request, res: Any) -> None:
+    # chDB's rows_read()/bytes_read() count the result; storage_* count what was read
+    req.summary.update(
+        read_rows=res.storage_rows_read(),
+        read_bytes=res.storage_bytes_read(),
+        result_rows=res.rows_read(),
+        result_bytes=res.bytes_read(),
+    )
 
 
 def _multi_statement_error(text: str, pos: int) -> ClickHouseError:

@@ -485,3 +485,9 @@ def test_back_to_back_queries_in_one_session_never_find_it_locked(warehouse_url:
                 c.command("SELEC 1")
     finally:
         c.close()
+
+
+def test_summary_counts_rows_read_and_result_rows(client: Client) -> None:
+    summary = client.query("SELECT count() FROM numbers(1000000)").summary
+    assert summary["read_rows"] == "1000000"
+    assert summary["result_rows"] == "1"

@@ -131,3 +131,23 @@ def test_api_keys(client: httpx.Client, make_user: Callable[..., ApiUser]) -> No
     assert revoked.status_code == 200
     assert_error_shape(client.get("/api/v1/users/me", headers={"X-API-Key": key}), 401, "INVALID_TOKEN")
     assert_error_shape(client.get("/api/v1/users/me", headers={"X-API-Key": "aetl_" + "x" * 43}), 401)
+
+
+def test_role_change_takes_effect_and_last_admin_is_kept(
+    client: httpx.Client, admin_token: str, make_user: Callable[..., ApiUser]
+) -> None:
+    user = make_user("viewer")
+    assert_error_shape(client.get("/api/v1/users", headers=user.headers), 403)
+    promoted = client.put(f"/api/v1/users/{user.id}", headers=bearer(admin_token), json={"role": "admin"})
+    assert promoted.status_code == 200 and promoted.json()["data"]["role"] == "admin"
+    # tokens issued under the old role are retired; a new login carries the new role
+    assert_error_shape(client.get("/api/v1/users/me", headers=user.headers), 401)
+    new_admin = login(client, user.username, user.password)["access_token"]
+    assert client.get("/api/v1/users", headers=bearer(new_admin)).status_code == 200
+
+    me = client.get("/api/v1/users/me", headers=bearer(admin_token)).json()
+    # the root admin cannot deactivate or delete itself
+    assert_error_shape(client.post(f"/api/v1/users/{me['id']}/deactivate", headers=bearer(admin_token)), 400)
+    assert_error_shape(client.delete(f"/api/v1/users/{me['id']}", headers=bearer(admin_token)), 400)
+    demote = client.put(f"/api/v1/users/{user.id}", headers=bearer(new_admin), json={"role": "viewer"})
+    assert demote.status_code == 200

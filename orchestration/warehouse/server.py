@@ -323,6 +323,10 @@ class Warehouse:
         os.makedirs(data_dir, exist_ok=True)
         self.path = os.path.abspath(data_dir)
         self.anchor = Conn(self.path)  # keeps the engine up while sessions come and go
+        self.tmp_dir = os.path.join(
+            self.path, "tmp"
+        )  # the engine's temp folder: big insert bodies spill here
+        os.makedirs(self.tmp_dir, exist_ok=True)
         self._lock = threading.Lock()
         self._idle: list[Conn] = []
         self._slots = threading.BoundedSemaphore(max_pool)
@@ -337,6 +341,8 @@ class Warehouse:
     # -- in-flight requests (shutdown waits for them before closing connections) ---------------
     def begin(self) -> None:
         with self._lock:
+            if self._closed.is_set():
+                raise ch_error(236, "ABORTED", "Server is shutting down")
             self._active += 1
 
     def end(self) -> None:
@@ -407,7 +413,8 @@ class Warehouse:
                 conn.close()
 
     def close(self, grace: float = 30.0) -> None:
-        self._closed.set()
+        with self._lock:
+            self._closed.set()
         if not self.wait_idle(grace):
             log.warning("closing with requests still running after %.0fs", grace)
         with self._lock:
@@ -812,7 +819,12 @@ class Handler(BaseHTTPRequestHandler):
         req = Request(params, params.get("query_id") or str(uuid.uuid4()))
         session_id = params.get("session_id") or ""
         conn: Conn | None = None
-        wh.begin()
+        try:
+            wh.begin()
+        except ClickHouseError as err:
+            self.close_connection = True
+            self._error(err, status=503, query_id=req.query_id)
+            return
         try:
             if ctype.lower().startswith("multipart/form-data"):
                 body = self._multipart(req, ctype, body)
@@ -1004,7 +1016,7 @@ class Handler(BaseHTTPRequestHandler):
             raise _multi_statement_error(statement, second)
         # Spool the whole body first: a truncated or aborted upload must not half-apply.
         t_read = time.monotonic()
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.server.warehouse.tmp_dir) as spool:
             spool.write(head[split.data_start :])
             for chunk in body:
                 spool.write(chunk)
@@ -1265,8 +1277,11 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], warehouse: Warehouse):
-        self.warehouse = warehouse
+    warehouse: Warehouse
+
+    def __init__(self, address: tuple[str, int], warehouse: Warehouse | None):
+        if warehouse is not None:
+            self.warehouse = warehouse
         super().__init__(address, Handler)
 
     def server_bind(self) -> None:
@@ -1287,8 +1302,18 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    warehouse = Warehouse(args.data_dir)
-    server = WarehouseHTTPServer((args.host, args.port), warehouse)
+    try:
+        server = WarehouseHTTPServer((args.host, args.port), None)
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
+        return 1
+    try:
+        warehouse = Warehouse(args.data_dir)
+    except Exception as exc:  # e.g. another server owns the folder: chDB holds a lock on <dir>/status
+        log.error("cannot open the data folder %s: %s", args.data_dir, exc)
+        server.server_close()
+        return 1
+    server.warehouse = warehouse
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: shutting down", signum)

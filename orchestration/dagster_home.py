@@ -6,10 +6,12 @@ home, everything secret stays an `env:` reference resolved by Dagster at start-u
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from pathlib import Path
 
-from orchestration.lib.pg import ensure_pg_database
+from orchestration.lib.env import patched_environ
+from orchestration.lib.pg import database_name, ensure_pg_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER_YAML_TEMPLATE = REPO_ROOT / "dagster.yaml"
@@ -40,7 +42,29 @@ def prepare_dagster_home(dagster_home: Path, pg_url: str | None = None) -> Path:
     url = pg_url if pg_url is not None else os.environ.get("DAGSTER_PG_URL")
     if url:
         ensure_pg_database(url)
+        migrate_instance_storage(dagster_home, url)
     return target
+
+
+def migrate_instance_storage(dagster_home: Path, pg_url: str) -> bool:
+    """Create or migrate Dagster's tables once per Dagster version and database (False: already done).
+
+    Done here, before the webserver and the daemon start, so they never race to create the schema
+    and never refuse to start after a Dagster upgrade ("run dagster instance migrate").
+    """
+    stamp_path = dagster_home / ".aetl_storage_stamp"
+    stamp = f"dagster {importlib.metadata.version('dagster')} database {database_name(pg_url)}\n"
+    if stamp_path.exists() and stamp_path.read_text() == stamp:
+        return False
+    import dagster  # here: ~2 s of imports, paid only when the stamp changed
+
+    with (
+        patched_environ({"DAGSTER_PG_URL": pg_url}),
+        dagster.DagsterInstance.from_config(str(dagster_home)) as instance,
+    ):
+        instance.upgrade()
+    stamp_path.write_text(stamp)
+    return True
 
 
 def main() -> None:

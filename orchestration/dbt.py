@@ -8,12 +8,10 @@ is newer than the manifest.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,21 +67,6 @@ def dbt_warehouse_env(clickhouse_url: str | None = None) -> dict[str, str]:
     """Variables profiles.yml reads, derived from the one warehouse URL (CLICKHOUSE_URL)."""
     url = clickhouse_url or os.environ.get("CLICKHOUSE_URL") or default_clickhouse_url()
     return dbt_env_for_clickhouse(url)
-
-
-@contextlib.contextmanager
-def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """dagster-dbt builds the dbt environment from os.environ; this scopes our additions to one call."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 def prepare_dbt_manifest(project_dir: Path = DBT_PROJECT_DIR, force: bool = False) -> Path:

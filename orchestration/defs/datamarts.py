@@ -17,8 +17,9 @@ from dagster import (
 )
 from dagster_dbt import DbtCliResource, build_dbt_asset_selection, dbt_assets
 
-from orchestration.dbt import build_dbt_project, dbt_executable, patched_environ, require_manifest
+from orchestration.dbt import build_dbt_project, dbt_executable, require_manifest
 from orchestration.defs.common import shared_definitions
+from orchestration.lib.env import patched_environ
 from orchestration.warehouse.resource import ClickHouseResource
 
 DBT_PROJECT = build_dbt_project()

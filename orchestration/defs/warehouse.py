@@ -37,7 +37,9 @@ def calendar_days(
         # Full refresh: a retried run replaces the rows instead of doubling them.
         client.command(f"TRUNCATE TABLE {quote_identifier(CALENDAR_TABLE)}")
         client.insert_arrow(CALENDAR_TABLE, data)
-        stored = int(client.command(f"SELECT count() FROM {quote_identifier(CALENDAR_TABLE)}"))
+        stored = int(
+            client.query(f"SELECT count() FROM {quote_identifier(CALENDAR_TABLE)}").result_rows[0][0]
+        )
     finally:
         client.close()
     context.log.info(f"calendar_days: {stored} rows from {config.start} to {config.end}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 
 CALENDAR_SCHEMA = pa.schema(
     [

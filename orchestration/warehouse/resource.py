@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 from clickhouse_connect.driver.client import Client
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
@@ -24,8 +24,8 @@ class ClickHouseResource(ConfigurableResource):
     """Opens clickhouse-connect clients on the warehouse URL (HTTP protocol)."""
 
     url: str = Field(description="ClickHouse HTTP URL, e.g. http://user:pass@host:8123/database")
-    connect_timeout: int = Field(10, description="Seconds to wait for a connection")
-    send_receive_timeout: int = Field(300, description="Seconds to wait for a query or an insert")
+    connect_timeout: int = Field(default=10, description="Seconds to wait for a connection")
+    send_receive_timeout: int = Field(default=300, description="Seconds to wait for a query or an insert")
 
     def get_client(self, settings: Mapping[str, Any] | None = None) -> Client:
         return get_client(

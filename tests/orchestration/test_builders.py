@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from orchestration.dagster_home import DAGSTER_YAML_TEMPLATE, render_dagster_yaml
-from orchestration.dbt import DbtManifestMissing, manifest_is_current, patched_environ, require_manifest
+from orchestration.dbt import DbtManifestMissing, manifest_is_current, require_manifest
 from orchestration.lib.calendar import build_calendar_days, calendar_days_ddl, quote_identifier
 from orchestration.lib.clickhouse_url import dbt_env_for_clickhouse
+from orchestration.lib.env import patched_environ
 from orchestration.lib.pg import database_name, server_url
 
 

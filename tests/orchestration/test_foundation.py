@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import psycopg
 import pytest
 from dagster import DagsterInstance, DefaultScheduleStatus, DefaultSensorStatus, Definitions
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from orchestration.dagster_home import prepare_dagster_home
+from orchestration.dagster_home import migrate_instance_storage, prepare_dagster_home
 from orchestration.dbt import prepare_dbt_manifest
 from orchestration.lib.pg import database_exists, drop_pg_database, ensure_pg_database
 
@@ -29,6 +30,12 @@ def test_prepare_dagster_home_is_idempotent(tmp_path: Path, pg_url: str) -> None
     assert prepare_dagster_home(tmp_path / "home", pg_url) == target
     assert target.stat().st_mtime_ns == first  # unchanged file is not rewritten
     assert database_exists(pg_url)
+    # The schema exists before any Dagster process starts; the stamp skips the migration next time.
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    tables = {row[0] for row in rows}
+    assert {"runs", "event_logs", "jobs", "instance_info"} <= tables
+    assert migrate_instance_storage(tmp_path / "home", pg_url) is False
 
 
 def test_instance_uses_postgres_and_the_tuned_queue(dagster_instance: DagsterInstance) -> None:

@@ -951,6 +951,7 @@ class Handler(BaseHTTPRequestHandler):
         body_started = False
         split: sql.InsertSplit | None | bool = None
         kind = ""
+        insert_at = 0
         # Read just enough of the body to know the statement, and for INSERT ... FORMAT where data starts.
         for chunk in body:
             if not body_started and head:
@@ -958,23 +959,28 @@ class Handler(BaseHTTPRequestHandler):
             body_started = True
             head += chunk
             text = head.decode("latin-1")
-            kind = sql.first_keyword(text)
+            kind, insert_at = _statement_kind(text)
             if not kind and not text.strip():
                 continue
             if kind != "INSERT":
                 break
-            split = sql.split_insert_format(text)
+            split = sql.split_insert_format(text, insert_at)
             if split is not False:
                 break
             if len(head) > MAX_QUERY_BYTES:
                 raise ch_error(202, "QUERY_IS_TOO_LARGE", "The INSERT statement is too large")
         else:
             text = head.decode("latin-1")
-            kind = sql.first_keyword(text)
+            kind, insert_at = _statement_kind(text)
             if kind == "INSERT":
-                split = sql.split_insert_format(text)
+                split = sql.split_insert_format(text, insert_at)
         if kind == "INSERT" and isinstance(split, sql.InsertSplit):
-            self._insert(conn, req, bytes(head), split, body, in_session)
+            if req.bind:  # chDB's streaming insert takes no parameters: inline the (text) data
+                for chunk in body:
+                    head += chunk
+                self._inline_insert(conn, req, bytes(head), in_session)
+            else:
+                self._insert(conn, req, bytes(head), split, body, in_session)
             return
         for chunk in body:
             head += chunk
@@ -1042,6 +1048,23 @@ class Handler(BaseHTTPRequestHandler):
         req.summary["written_rows"] = result.rows_written
         req.summary["written_bytes"] = result.bytes_written or size
         self._send_buffered(req, b"", None, result.elapsed)
+
+    def _inline_insert(self, conn: Conn, req: Request, raw: bytes, in_session: bool) -> None:
+        """INSERT … FORMAT X with query parameters: one plain query with the data inline."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ch_error(
+                48, "NOT_IMPLEMENTED", "Binary insert data together with query parameters is not supported"
+            ) from None
+        req.log_query = text
+        if self.command == "GET" or req.params.get("readonly", "0") not in ("0", ""):
+            raise ch_error(164, "READONLY", "Cannot execute query in readonly mode")
+        self._prepare(conn, req, in_session, "INSERT")
+        res = conn.run(text, "TabSeparated", req.bind)
+        _result_summary(req, res)
+        req.summary.update(written_rows=res.rows_written(), written_bytes=res.bytes_written())
+        self._send_buffered(req, b"", None, res.elapsed())
 
     def _run_query(self, conn: Conn, req: Request, text: str, in_session: bool) -> None:
         req.log_query = text
@@ -1250,6 +1273,16 @@ class Handler(BaseHTTPRequestHandler):
             if not finished:
                 with contextlib.suppress(Exception):
                     conn.chdb._conn.streaming_cancel_query(stream)
+
+
+def _statement_kind(text: str) -> tuple[str, int]:
+    """Leading keyword, with ``WITH … INSERT`` counted as INSERT (and where its INSERT starts)."""
+    kind = sql.first_keyword(text)
+    if kind == "WITH":
+        pos = sql.leading_with_insert(text)
+        if pos is not None:
+            return "INSERT", pos
+    return kind, 0
 
 
 def _result_summary(req: Request, res: Any) -> None:

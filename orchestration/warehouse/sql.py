@@ -123,7 +123,31 @@ class InsertSplit:
     data_start: int
 
 
-def split_insert_format(text: str) -> InsertSplit | None | bool:
+def leading_with_insert(text: str) -> int | None:
+    """Position of the INSERT in ``WITH … INSERT INTO …`` (a WITH clause before an insert), else None."""
+    depth = 0
+    for t in _significant(text):
+        if t.kind == "error":
+            return None
+        if t.kind == "punct":
+            ch = text[t.start]
+            if ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth -= 1
+            elif ch == ";" and depth == 0:
+                return None
+            continue
+        if t.kind == "word" and depth == 0:
+            word = text[t.start : t.end].upper()
+            if word == "INSERT":
+                return t.start
+            if word in ("SELECT", "FORMAT", "SETTINGS"):
+                return None
+    return None
+
+
+def split_insert_format(text: str, start: int = 0) -> InsertSplit | None | bool:
     """Locate ``FORMAT <name>`` of an INSERT in ``text`` (a prefix of the request).
 
     Returns the split, ``None`` if the INSERT has no FORMAT clause (VALUES/SELECT: run it as a
@@ -131,15 +155,15 @@ def split_insert_format(text: str) -> InsertSplit | None | bool:
     """
     depth = 0
     prev_word = ""
-    it = _significant(text)
+    it = _significant(text, start)
     for t in it:
         if t.kind == "error":
             return False
         if t.kind == "punct":
             ch = text[t.start]
-            if ch == "(":
+            if ch in "([{":
                 depth += 1
-            elif ch == ")":
+            elif ch in ")]}":
                 depth -= 1
             prev_word = ""
             continue
@@ -176,9 +200,9 @@ def strip_format(text: str) -> tuple[str, str | None]:
     for k, t in enumerate(toks):
         if t.kind == "punct":
             ch = text[t.start]
-            if ch == "(":
+            if ch in "([{":
                 depth += 1
-            elif ch == ")":
+            elif ch in ")]}":
                 depth -= 1
             continue
         if (

@@ -491,3 +491,42 @@ def test_summary_counts_rows_read_and_result_rows(client: Client) -> None:
     summary = client.query("SELECT count() FROM numbers(1000000)").summary
     assert summary["read_rows"] == "1000000"
     assert summary["result_rows"] == "1"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT 13;",
+        "SELECT 13;\n",
+        "SELECT 13;\u00a0",
+        "SELECT 13; /* c */",
+        "SELECT 13; /* a */ ;",
+        "SELECT 13; /* in; */ ;",
+    ],
+)
+def test_trailing_terminators_are_not_a_second_statement(client: Client, query: str) -> None:
+    assert client.query(query).result_rows == [(13,)]
+    assert client.raw_query(query, fmt="TabSeparated") == b"13\n"
+
+
+def test_inline_insert_data_keeps_semicolons_and_with_clause(client: Client, database: str) -> None:
+    table = f"{database}.semi"
+    client.command(f"CREATE TABLE {table} (s String) ENGINE = MergeTree ORDER BY s")
+    client.command(f"INSERT INTO {table} (s) FORMAT TabSeparated\nvalue_1;\n")
+    client.query(f"WITH 1 AS y INSERT INTO {table} (s) FORMAT TabSeparated\nvalue_2;\n")
+    client.query(
+        f"WITH {{SELECT:Int32}} AS value INSERT INTO {table} (s) FORMAT TabSeparated\nvalue_3;\n",
+        parameters={"SELECT": 13},
+    )
+    rows = client.query(f"SELECT s FROM {table} ORDER BY s").result_rows
+    assert rows == [("value_1;",), ("value_2;",), ("value_3;",)]
+
+
+def test_binary_heredoc_parameters(client: Client) -> None:
+    assert client.raw_query("SELECT $v$;", parameters={"$v$": b"13"}, fmt="TabSeparated") == b"13\n"
+    csv = client.raw_query(
+        "SELECT col2, col1 FROM format(CSVWithNames, $xx$)", parameters={"$xx$": b"col1,col2\n100,700"}
+    )
+    assert csv == b"700\t100\n"
+    row = client.query("SELECT hex($b$) AS h", parameters={"$b$": b"\xff\x00\x80"}).result_rows
+    assert row == [("FF0080",)]

@@ -11,6 +11,7 @@ from api.dagster_client.errors import (
 )
 from api.dagster_client.models import (
     AssetMaterialization,
+    CodeLocation,
     DaemonHealth,
     DaemonStatus,
     InstigationStatus,
@@ -27,6 +28,7 @@ from api.dagster_client.models import (
 
 __all__ = [
     "AssetMaterialization",
+    "CodeLocation",
     "DaemonHealth",
     "DaemonStatus",
     "DagsterClient",

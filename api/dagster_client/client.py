@@ -26,6 +26,7 @@ from api.dagster_client.errors import (
 )
 from api.dagster_client.models import (
     AssetMaterialization,
+    CodeLocation,
     DaemonHealth,
     DaemonStatus,
     InstigationStatus,
@@ -206,6 +207,9 @@ def raise_for_result(result: Mapping[str, Any], context: Mapping[str, Any] | Non
     if typename == "InvalidOutputError":
         raise DagsterInvalidRequest(f"Invalid output {result.get('invalidOutputName')!r}", details)
     message = result.get("message") or typename
+    if typename == "PythonError":
+        # An exception inside Dagster: its text stays in the log, the caller gets a plain sentence.
+        raise DagsterRunError("Dagster failed while handling the request", details, internal_message=message)
     raise error_for_typename(typename)(message, details)
 
 
@@ -289,24 +293,26 @@ class DagsterClient:
             response = self._http.post("/graphql", json={"query": query, "variables": dict(variables or {})})
         except httpx.TimeoutException as error:
             raise DagsterUnavailable(
-                "Dagster did not answer in time", {"url": self.base_url, "reason": type(error).__name__}
+                "Dagster did not answer in time",
+                {"reason": type(error).__name__},
+                internal_message=f"{self.base_url}: {error!r}",
             ) from error
         except httpx.TransportError as error:
             raise DagsterUnavailable(
-                "Dagster is unreachable", {"url": self.base_url, "reason": type(error).__name__}
+                "Dagster is unreachable",
+                {"reason": type(error).__name__},
+                internal_message=f"{self.base_url}: {error!r}",
             ) from error
         if response.status_code >= 500:
-            raise DagsterUnavailable(f"Dagster answered HTTP {response.status_code}", {"url": self.base_url})
+            raise DagsterUnavailable(f"Dagster answered HTTP {response.status_code}")
         try:
             body = response.json()
         except ValueError as error:
-            raise DagsterUnavailable(
-                f"Dagster answered HTTP {response.status_code} without JSON", {"url": self.base_url}
-            ) from error
+            raise DagsterUnavailable(f"Dagster answered HTTP {response.status_code} without JSON") from error
         if body.get("errors"):
-            # A query the schema refuses is our bug, not the caller's: keep details for the log.
-            messages = [e.get("message", "") for e in body["errors"]]
-            raise DagsterClientError("Dagster refused the GraphQL request", {"graphql_errors": messages})
+            # A query the schema refuses is our bug, not the caller's: the details go to the log only.
+            messages = "; ".join(str(e.get("message", "")) for e in body["errors"])
+            raise DagsterClientError("Dagster refused the GraphQL request", internal_message=messages)
         if response.status_code >= 400 or not isinstance(body.get("data"), dict):
             raise DagsterClientError(f"Dagster answered HTTP {response.status_code}", {})
         return body["data"]
@@ -403,14 +409,35 @@ class DagsterClient:
         location = result.get("locationOrLoadError") or {}
         if location.get("__typename") == "PythonError":
             raise DagsterRunError(
-                f"Code location {name!r} failed to load: {location.get('message', '').strip()}",
+                f"Code location {name!r} failed to load",
                 {"location": name, "dagster_error": "PythonError"},
+                internal_message=f"Code location {name!r} failed to load: {location.get('message', '')}",
             )
         return LocationReload(
             name=result["name"],
             load_status=result["loadStatus"],
             repositories=[r["name"] for r in location.get("repositories") or []],
         )
+
+    def code_locations(self) -> list[CodeLocation]:
+        """Every code location with its load state (health reports show the ones that failed)."""
+        result = self.execute(queries.CODE_LOCATIONS)["workspaceOrError"]
+        if result["__typename"] != "Workspace":
+            raise_for_result(result)
+        locations = []
+        for entry in result["locationEntries"]:
+            loaded = entry.get("locationOrLoadError") or {}
+            failed = loaded.get("__typename") == "PythonError"
+            locations.append(
+                CodeLocation(
+                    name=entry["name"],
+                    load_status=entry["loadStatus"],
+                    repositories=[r["name"] for r in loaded.get("repositories") or []],
+                    load_failed=failed,
+                    load_error_detail=loaded.get("message") if failed else None,
+                )
+            )
+        return locations
 
     # -- workspace ------------------------------------------------------------------------------
 

@@ -17,10 +17,17 @@ class DagsterClientError(Exception):
     error_code: str = "PIPELINE_EXECUTION_ERROR"
     aggregator_code: str = "SYS_001"
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, details: dict[str, Any] | None = None, internal_message: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = dict(details or {})
+        # Dagster's own text (may name paths, SQL, hosts): for the server log, never for a response body.
+        self.internal_message = internal_message or message
+
+    def __str__(self) -> str:
+        return self.internal_message
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, details={self.details!r})"

@@ -95,11 +95,16 @@ class RunLogs(_Model):
     has_more: bool
 
 
-class LocationReload(_Model):
+class CodeLocation(_Model):
     name: str
-    load_status: str
+    load_status: str  # LOADING | LOADED
     repositories: list[str] = []
-    error: str | None = None  # load error of the code location (it still answers, with the error)
+    # The location failed to load (e.g. a broken dbt model); Dagster's text is in `load_error_detail`.
+    load_failed: bool = False
+    load_error_detail: str | None = None
+
+
+LocationReload = CodeLocation  # what reload_location returns: the location after the reload
 
 
 class Schedule(_Model):

@@ -230,6 +230,26 @@ query WorkspaceIndex {
     + SENSOR_FIELDS
 )
 
+CODE_LOCATIONS = """
+query CodeLocations {
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on RepositoryLocation { repositories { name } }
+          ... on PythonError { message }
+        }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
 ASSET_MATERIALIZATIONS = """
 query AssetMaterializations($assetKey: AssetKeyInput!, $limit: Int) {
   assetOrError(assetKey: $assetKey) {
@@ -297,6 +317,7 @@ ALL_DOCUMENTS = {
     "START_SENSOR": START_SENSOR,
     "STOP_SENSOR": STOP_SENSOR,
     "WORKSPACE_INDEX": WORKSPACE_INDEX,
+    "CODE_LOCATIONS": CODE_LOCATIONS,
     "ASSET_MATERIALIZATIONS": ASSET_MATERIALIZATIONS,
     "DAEMON_HEALTH": DAEMON_HEALTH,
     "VERSION": VERSION,

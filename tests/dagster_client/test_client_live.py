@@ -116,6 +116,12 @@ def test_reload_location(dagster: DagsterClient, location: str) -> None:
     assert dagster.locate_job("sleep_job").location == "aetl"  # the index is rebuilt after a reload
 
 
+def test_code_locations_are_loaded(dagster: DagsterClient) -> None:
+    locations = {loc.name: loc for loc in dagster.code_locations()}
+    assert set(locations) == {"aetl", "aetl_datamarts"}
+    assert all(loc.load_status == "LOADED" and not loc.load_failed for loc in locations.values())
+
+
 def test_reload_unknown_location_is_not_found(dagster: DagsterClient) -> None:
     with pytest.raises(DagsterNotFound):
         dagster.reload_location("no_such_location")

@@ -1215,7 +1215,7 @@ class Handler(BaseHTTPRequestHandler):
             chunked = self.request_version != "HTTP/1.0"
             self.send_response(200)
             self._common_headers(req, fmt)
-            tag = secrets.token_hex(8)
+            tag = _exception_tag()
             self.send_header("X-ClickHouse-Exception-Tag", tag)
             self.send_header("X-ClickHouse-Summary", self._summary(req, 0.0))
             if encoding:
@@ -1273,6 +1273,12 @@ class Handler(BaseHTTPRequestHandler):
             if not finished:
                 with contextlib.suppress(Exception):
                     conn.chdb._conn.streaming_cancel_query(stream)
+
+
+def _exception_tag() -> str:
+    """16 random lower-case letters and digits, like ClickHouse's exception tag."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return secrets.choice(alphabet[:26]) + "".join(secrets.choice(alphabet) for _ in range(15))
 
 
 def _statement_kind(text: str) -> tuple[str, int]:

@@ -15,7 +15,8 @@ from dagster import (
     define_asset_job,
 )
 
-from orchestration.lib.calendar import build_calendar_days, calendar_days_ddl, quote_identifier
+from orchestration.lib.calendar import build_calendar_days, calendar_days_ddl
+from orchestration.lib.sql import quote_identifier
 from orchestration.warehouse.resource import ClickHouseResource
 
 CALENDAR_TABLE = "calendar_days"
@@ -31,12 +32,10 @@ def calendar_days(
     context: AssetExecutionContext, config: CalendarConfig, clickhouse: ClickHouseResource
 ) -> MaterializeResult:
     data = build_calendar_days(dt.date.fromisoformat(config.start), dt.date.fromisoformat(config.end))
+    # Full refresh through a staging table: a retried run replaces the rows instead of doubling them.
+    clickhouse.replace_table(CALENDAR_TABLE, calendar_days_ddl, data)
     client = clickhouse.get_client()
     try:
-        client.command(calendar_days_ddl(CALENDAR_TABLE))
-        # Full refresh: a retried run replaces the rows instead of doubling them.
-        client.command(f"TRUNCATE TABLE {quote_identifier(CALENDAR_TABLE)}")
-        client.insert_arrow(CALENDAR_TABLE, data)
         stored = int(
             client.query(f"SELECT count() FROM {quote_identifier(CALENDAR_TABLE)}").result_rows[0][0]
         )

@@ -6,6 +6,8 @@ import datetime as dt
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
+from orchestration.lib.sql import quote_identifier
+
 CALENDAR_SCHEMA = pa.schema(
     [
         pa.field("date", pa.date32(), nullable=False),
@@ -36,11 +38,6 @@ def build_calendar_days(start: dt.date, end: dt.date) -> pa.Table:
         "is_weekend": [d.isoweekday() >= 6 for d in days],
     }
     return pa.Table.from_pydict(columns, schema=CALENDAR_SCHEMA)
-
-
-def quote_identifier(name: str) -> str:
-    """Back-quoted ClickHouse identifier (names come from code, quoting keeps odd names safe)."""
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def calendar_days_ddl(table: str) -> str:

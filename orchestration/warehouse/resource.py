@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -12,6 +13,7 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from orchestration.lib.clickhouse_url import dbt_env_for_clickhouse, default_clickhouse_url
+from orchestration.lib.sql import qualified_name, table_swap_statements
 from orchestration.warehouse.client import get_client
 
 
@@ -52,6 +54,39 @@ class ClickHouseResource(ConfigurableResource):
         finally:
             client.close()
         return data.num_rows
+
+    def replace_table(
+        self,
+        table: str,
+        create_table_sql: Callable[[str], str],
+        data: pa.Table | Iterable[pa.RecordBatch],
+        database: str | None = None,
+    ) -> int:
+        """Full refresh: load a staging table batch by batch, then swap it in. Returns the rows loaded.
+
+        A failed or retried load leaves the previous rows in place; concurrent loads use their own
+        staging tables. `create_table_sql(name)` gives the CREATE TABLE statement for a table name.
+        """
+        staging = f"{table}__staging_{uuid.uuid4().hex[:8]}"
+        batches = data.to_batches() if isinstance(data, pa.Table) else data
+        client = self.get_client()
+        try:
+            client.command(create_table_sql(table))
+            client.command(create_table_sql(staging))
+            rows = 0
+            try:
+                for batch in batches:
+                    if batch.num_rows:
+                        client.insert_arrow(staging, pa.Table.from_batches([batch]), database=database)
+                        rows += batch.num_rows
+                for statement in table_swap_statements(table, staging, database):
+                    client.command(statement)
+            except BaseException:
+                client.command(f"DROP TABLE IF EXISTS {qualified_name(staging, database)} SYNC")
+                raise
+        finally:
+            client.close()
+        return rows
 
     def dbt_env(self) -> dict[str, str]:
         return dbt_env_for_clickhouse(self.url)

@@ -10,10 +10,11 @@ import pytest
 
 from orchestration.dagster_home import DAGSTER_YAML_TEMPLATE, render_dagster_yaml
 from orchestration.dbt import DbtManifestMissing, manifest_is_current, require_manifest
-from orchestration.lib.calendar import build_calendar_days, calendar_days_ddl, quote_identifier
+from orchestration.lib.calendar import build_calendar_days, calendar_days_ddl
 from orchestration.lib.clickhouse_url import dbt_env_for_clickhouse
 from orchestration.lib.env import patched_environ
 from orchestration.lib.pg import database_name, server_url
+from orchestration.lib.sql import qualified_name, quote_identifier, table_swap_statements
 
 
 def test_calendar_days_covers_every_day_once() -> None:
@@ -35,6 +36,11 @@ def test_calendar_days_refuses_reversed_range() -> None:
 
 def test_calendar_ddl_quotes_the_table_name() -> None:
     assert quote_identifier("we`ird") == "`we\\`ird`"
+    assert qualified_name("t", "db") == "`db`.`t`"
+    assert table_swap_statements("t", "t__staging_1", "db") == [
+        "EXCHANGE TABLES `db`.`t__staging_1` AND `db`.`t`",
+        "DROP TABLE IF EXISTS `db`.`t__staging_1` SYNC",
+    ]
     ddl = calendar_days_ddl("calendar_days")
     assert ddl.startswith("CREATE TABLE IF NOT EXISTS `calendar_days`")
     assert "ENGINE = MergeTree ORDER BY date" in ddl

@@ -78,3 +78,28 @@ def test_dbt_models_build_in_the_warehouse(
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"demo_orders", "stg_demo__orders", "orders_daily"} <= materialized
     assert int(warehouse_client.command(f"SELECT count() FROM {dbt_schema}.orders_daily")) > 0
+
+
+@pytest.mark.timeout(60)
+def test_replace_table_swaps_in_new_rows_and_keeps_old_ones_on_failure(
+    warehouse_url: str, warehouse_database: str, warehouse_client: Client
+) -> None:
+    import pyarrow as pa
+
+    def ddl(name: str) -> str:
+        return f"CREATE TABLE IF NOT EXISTS {name} (id UInt32, name String) ENGINE = MergeTree ORDER BY id"
+
+    resource = ClickHouseResource(url=f"{warehouse_url}/{warehouse_database}")
+    batches = [pa.record_batch({"id": pa.array([i, i + 1], pa.uint32()), "name": ["a", "b"]}) for i in (0, 2)]
+    batches.append(pa.record_batch({"id": pa.array([4, 5], pa.uint32()), "name": ["c", "d"]}))
+    assert resource.replace_table("items", ddl, batches) == 6
+    assert resource.replace_table("items", ddl, batches[:1]) == 2  # full refresh, not an append
+    count = f"SELECT count() FROM {warehouse_database}.items"
+    assert warehouse_client.query(count).result_rows == [(2,)]
+
+    broken = pa.record_batch({"id": pa.array(["not a number"]), "name": ["x"]})
+    with pytest.raises(Exception):  # noqa: B017 - whatever the server's error, the old rows must stay
+        resource.replace_table("items", ddl, [batches[1], broken])
+    assert warehouse_client.query(count).result_rows == [(2,)]
+    tables = warehouse_client.query(f"SELECT name FROM system.tables WHERE database = '{warehouse_database}'")
+    assert [row[0] for row in tables.result_rows] == ["items"]  # no staging table left behind

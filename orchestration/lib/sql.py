@@ -1,0 +1,18 @@
+"""SQL safety for ClickHouse statements built from code (identifiers are quoted, never interpolated raw)."""
+
+from __future__ import annotations
+
+
+def quote_identifier(name: str) -> str:
+    """Back-quoted ClickHouse identifier; `db.table` stays one identifier (use qualified_name for two)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def qualified_name(table: str, database: str | None = None) -> str:
+    return f"{quote_identifier(database)}.{quote_identifier(table)}" if database else quote_identifier(table)
+
+
+def table_swap_statements(table: str, staging: str, database: str | None = None) -> list[str]:
+    """Publish a loaded staging table: readers see the old rows or the new ones, never an empty table."""
+    target, stage = qualified_name(table, database), qualified_name(staging, database)
+    return [f"EXCHANGE TABLES {stage} AND {target}", f"DROP TABLE IF EXISTS {stage} SYNC"]

@@ -850,7 +850,7 @@ class Handler(BaseHTTPRequestHandler):
             self._drain_after_error()
             if not self.headers_sent:
                 self._error(err, query_id=req.query_id)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
             req.status = "client gone"
             self.close_connection = True
         except Exception as exc:  # a bug here must not kill the server: answer like ClickHouse would
@@ -1089,13 +1089,9 @@ class Handler(BaseHTTPRequestHandler):
             fmt = fmt or req.params.get("default_format") or "TabSeparated"
             if fmt.lower() in PYTHON_ONLY_FORMATS:
                 raise ch_error(73, "UNKNOWN_FORMAT", f"Unknown output format {fmt}")
-            stream = (
-                kind in sql.STREAMABLE_KEYWORDS
-                and streamable_format(fmt)
-                and req.params.get("wait_end_of_query") not in ("1", "true")
-            )
-            if stream:
-                self._stream(conn, req, query, fmt)
+            if kind in sql.STREAMABLE_KEYWORDS and streamable_format(fmt):
+                wait = req.params.get("wait_end_of_query", "0").lower() in ("1", "true")
+                self._stream(conn, req, query, fmt, buffered=wait)
             else:
                 res = conn.run(query, fmt, req.bind)
                 _result_summary(req, res)
@@ -1186,7 +1182,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, conn: Conn, req: Request, query: str, fmt: str) -> None:
+    def _stream(self, conn: Conn, req: Request, query: str, fmt: str, buffered: bool) -> None:
+        started = time.monotonic()
         try:
             stream = conn.chdb._conn.send_query(query, fmt, params=req.bind)
         except RuntimeError as exc:
@@ -1204,10 +1201,17 @@ class Handler(BaseHTTPRequestHandler):
             if res is None or res.rows_read() == 0:
                 finished = True
                 return None
-            req.summary["result_rows"] += res.rows_read()
+            summary = req.summary
+            summary["result_rows"] += res.rows_read()
+            summary["result_bytes"] += res.bytes_read()
+            summary["read_rows"] += res.storage_rows_read()
+            summary["read_bytes"] += res.storage_bytes_read()
             return res.bytes()
 
         try:
+            if buffered:
+                self._collect_and_send(req, fmt, next_chunk, started)
+                return
             first = next_chunk()  # errors before the first byte get a proper HTTP error answer
             reframer = Reframer(fmt)
             encoding = self._encoding(req)
@@ -1244,7 +1248,7 @@ class Handler(BaseHTTPRequestHandler):
                     chunk = next_chunk()
                 self._done_with_conn()
                 write(reframer.finish())
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
                 raise
             except Exception as exc:
                 err = (
@@ -1273,6 +1277,50 @@ class Handler(BaseHTTPRequestHandler):
             if not finished:
                 with contextlib.suppress(Exception):
                     conn.chdb._conn.streaming_cancel_query(stream)
+
+    def _collect_and_send(
+        self, req: Request, fmt: str, next_chunk: Callable[[], bytes | None], started: float
+    ) -> None:
+        """``wait_end_of_query=1``: the whole answer into a spool (memory, then the engine's tmp
+        folder), then sent with Content-Length; any error is still a plain error answer."""
+        reframer = Reframer(fmt)
+        encoding = self._encoding(req)
+        comp = _Compressor(encoding) if encoding else None
+        raw_size = 0
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.server.warehouse.tmp_dir) as spool:
+
+            def put(data: bytes) -> None:
+                nonlocal raw_size
+                raw_size += len(data)
+                if comp is not None:
+                    data = comp.compress(data)
+                if data:
+                    spool.write(data)
+
+            chunk = next_chunk()
+            while chunk is not None:
+                put(reframer.feed(chunk))
+                chunk = next_chunk()
+            put(reframer.finish())
+            if comp is not None:
+                spool.write(comp.flush())
+            self._done_with_conn()
+            if raw_size == 0:  # an empty answer is sent as is, like ClickHouse
+                spool.seek(0)
+                spool.truncate()
+                encoding = None
+            size = spool.tell()
+            spool.seek(0)
+            self.send_response(200)
+            self._common_headers(req, fmt)
+            self.send_header("X-ClickHouse-Summary", self._summary(req, time.monotonic() - started))
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.headers_sent = True
+            while data := spool.read(1 << 20):
+                self.wfile.write(data)
 
 
 def _exception_tag() -> str:

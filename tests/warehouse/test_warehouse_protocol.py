@@ -530,3 +530,20 @@ def test_binary_heredoc_parameters(client: Client) -> None:
     assert csv == b"700\t100\n"
     row = client.query("SELECT hex($b$) AS h", parameters={"$b$": b"\xff\x00\x80"}).result_rows
     assert row == [("FF0080",)]
+
+
+def test_wait_end_of_query_spools_large_answers(http: httpx.Client) -> None:
+    """wait_end_of_query=1 buffers the answer (beyond 64 MB on disk) and sends it with a length."""
+    query = b"SELECT repeat('x', 100) FROM numbers(800000)"
+    resp = http.post("/", params={"wait_end_of_query": "1", "enable_http_compression": "0"}, content=query)
+    assert resp.status_code == 200
+    assert int(resp.headers["Content-Length"]) == 800_000 * 101
+    assert '"result_rows":"800000"' in resp.headers["X-ClickHouse-Summary"]
+    resp = http.post(
+        "/",
+        params={"wait_end_of_query": "1"},
+        content=b"SELECT throwIf(number = 150000 AND sleep(0.5) = 0) FROM numbers(200000) "
+        b"SETTINGS max_threads=1",
+    )
+    assert resp.status_code == 500  # a late failure is still a plain error answer when buffered
+    assert resp.headers["X-ClickHouse-Exception-Code"] == "395"

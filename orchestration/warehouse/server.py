@@ -699,6 +699,52 @@ def streamable_format(fmt: str) -> bool:
 
 
 # -- the HTTP handler ------------------------------------------------------------------------
+class _Keepalive:
+    """ClickHouse's ``send_progress_in_http_headers``: while a statement runs, send the status line
+    and then an ``X-ClickHouse-Progress`` header every interval, so clients with a read timeout
+    keep waiting for long statements. The server's ticker thread calls tick()."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, interval: float):
+        self.handler = handler
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.started = False
+        self.done = False
+        self.begun = time.monotonic()
+        self.next_at = self.begun + interval
+
+    def tick(self, now: float) -> None:
+        with self.lock:
+            if self.done or now < self.next_at:
+                return
+            self.next_at = now + self.interval
+            elapsed = str(int((now - self.begun) * 1e9))
+            progress = (
+                '{"read_rows":"0","read_bytes":"0","written_rows":"0","written_bytes":"0",'
+                f'"total_rows_to_read":"0","result_rows":"0","result_bytes":"0","elapsed_ns":"{elapsed}"}}'
+            )
+            out = b""
+            if not self.started:
+                h = self.handler
+                out = (
+                    f"{h.protocol_version} 200 OK\r\nServer: {h.version_string()}\r\n"
+                    f"Date: {h.date_time_string()}\r\n"
+                ).encode()
+            out += f"X-ClickHouse-Progress: {progress}\r\n".encode()
+            try:
+                self.handler.wfile.write(out)
+                self.handler.wfile.flush()
+                self.started = True
+            except OSError:
+                self.done = True
+
+    def stop(self) -> bool:
+        """No more progress headers; True if the status line is already out."""
+        with self.lock:
+            self.done = True
+            return self.started
+
+
 class Request:
     """Everything known about one query request."""
 
@@ -730,6 +776,7 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 300  # idle keep-alive connections and stalled uploads end after this many seconds
     headers_sent = False
     body_done = False
+    _keeper: _Keepalive | None = None
     _lease: tuple[Conn, Request, str] | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -792,7 +839,7 @@ class Handler(BaseHTTPRequestHandler):
         wh = self.server.warehouse
         name = err.name or "UNKNOWN"
         body = f"{err.message} (version {wh.version})\n".encode()
-        self.send_response(status or _STATUS_BY_NAME.get(name, 500))
+        self._begin_response(status or _STATUS_BY_NAME.get(name, 500))
         self.send_header("Content-Type", "text/plain; charset=UTF-8")
         self.send_header("X-ClickHouse-Exception-Code", str(err.code))
         if query_id:
@@ -825,6 +872,14 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._error(err, status=503, query_id=req.query_id)
             return
+        self._keeper = None
+        if params.get("send_progress_in_http_headers", "0").lower() in ("1", "true"):
+            try:
+                interval = max(0.1, int(params.get("http_headers_progress_interval_ms") or 100) / 1000)
+            except ValueError:
+                interval = 0.1
+            self._keeper = _Keepalive(self, interval)
+            self.server.keepalives.add(self._keeper)
         try:
             if ctype.lower().startswith("multipart/form-data"):
                 body = self._multipart(req, ctype, body)
@@ -864,6 +919,10 @@ class Handler(BaseHTTPRequestHandler):
                     ch_error(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}"), query_id=req.query_id
                 )
         finally:
+            if self._keeper is not None:
+                self.server.keepalives.discard(self._keeper)
+                self._keeper.stop()
+                self._keeper = None
             self._done_with_conn()
             wh.end()
             log.info(
@@ -876,6 +935,15 @@ class Handler(BaseHTTPRequestHandler):
                 (time.monotonic() - started) * 1000,
                 sql.for_log(req.log_query),
             )
+
+    def _begin_response(self, status: int) -> None:
+        """The status line, unless progress headers already sent one (then the status stays 200)."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            self.server.keepalives.discard(keeper)
+            if keeper.stop():
+                return
+        self.send_response(status)
 
     def _done_with_conn(self) -> None:
         """Give the connection back as soon as chDB is done, before the last bytes go out: a
@@ -1173,7 +1241,7 @@ class Handler(BaseHTTPRequestHandler):
         if encoding:
             comp = _Compressor(encoding)
             data = comp.compress(data) + comp.flush()
-        self.send_response(200)
+        self._begin_response(200)
         self._common_headers(req, fmt)
         self.send_header("X-ClickHouse-Summary", self._summary(req, elapsed))
         if encoding:
@@ -1217,7 +1285,7 @@ class Handler(BaseHTTPRequestHandler):
             encoding = self._encoding(req)
             comp = _Compressor(encoding) if encoding else None
             chunked = self.request_version != "HTTP/1.0"
-            self.send_response(200)
+            self._begin_response(200)
             self._common_headers(req, fmt)
             tag = _exception_tag()
             self.send_header("X-ClickHouse-Exception-Tag", tag)
@@ -1311,7 +1379,7 @@ class Handler(BaseHTTPRequestHandler):
                 encoding = None
             size = spool.tell()
             spool.seek(0)
-            self.send_response(200)
+            self._begin_response(200)
             self._common_headers(req, fmt)
             self.send_header("X-ClickHouse-Summary", self._summary(req, time.monotonic() - started))
             if encoding:
@@ -1369,7 +1437,20 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], warehouse: Warehouse | None):
         if warehouse is not None:
             self.warehouse = warehouse
+        self.keepalives: set[_Keepalive] = set()
+        self._ticking = threading.Event()
         super().__init__(address, Handler)
+        threading.Thread(target=self._tick, name="progress-headers", daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._ticking.wait(0.1):
+            now = time.monotonic()
+            for keeper in list(self.keepalives):
+                keeper.tick(now)
+
+    def server_close(self) -> None:
+        self._ticking.set()
+        super().server_close()
 
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -547,3 +547,19 @@ def test_wait_end_of_query_spools_large_answers(http: httpx.Client) -> None:
     )
     assert resp.status_code == 500  # a late failure is still a plain error answer when buffered
     assert resp.headers["X-ClickHouse-Exception-Code"] == "395"
+
+
+def test_progress_headers_keep_long_statements_alive(http: httpx.Client, client: Client) -> None:
+    progress = {"send_progress_in_http_headers": "1", "http_headers_progress_interval_ms": "300"}
+    resp = http.post("/", params={**progress, "wait_end_of_query": "1"}, content=b"SELECT sleep(1) + 41")
+    assert resp.status_code == 200
+    assert resp.text == "41\n"
+    assert len(resp.headers.get_list("X-ClickHouse-Progress")) >= 2
+    # a failure after the status line went out: 200 with the exception code, as ClickHouse does
+    resp = http.post("/", params=progress, content=b"SELECT throwIf(sleep(1) = 0)")
+    assert resp.status_code == 200
+    assert resp.headers["X-ClickHouse-Exception-Code"] == "395"
+    with pytest.raises(DatabaseError) as info:
+        client.query("SELECT throwIf(sleep(1) = 0)", settings={"http_headers_progress_interval_ms": 300})
+    assert info.value.code == 395
+    assert client.command("SELECT sleep(1) + 1", settings={"http_headers_progress_interval_ms": 300}) == 1

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import select
 import signal
 import socket
 import sys
@@ -333,10 +334,23 @@ class Warehouse:
         self.sessions: dict[str, Conn] = {}
         self._closed = threading.Event()
         self._active = 0
+        self._killer: Conn | None = None
+        self._killer_lock = threading.Lock()
         info = self.anchor.run("SELECT version(), timezone(), hostName()", "JSONCompact")
         self.version, self.timezone, self.hostname = json.loads(info.bytes())["data"][0]
         self._reaper = threading.Thread(target=self._reap, name="session-reaper", daemon=True)
         self._reaper.start()
+
+    def kill(self, tag: str) -> None:
+        """KILL the query whose text carries ``aetl-cancel:<tag>`` (chDB lists them in system.processes)."""
+        with self._killer_lock:
+            if self._killer is None:
+                self._killer = Conn(self.path)
+            # concat() so this KILL's own text does not match the pattern
+            with contextlib.suppress(ClickHouseError):
+                self._killer.run(
+                    f"KILL QUERY WHERE position(query, concat('aetl-cancel:', {_quote(tag)})) > 0 ASYNC"
+                )
 
     # -- in-flight requests (shutdown waits for them before closing connections) ---------------
     def begin(self) -> None:
@@ -423,6 +437,9 @@ class Warehouse:
             self.sessions = {}
         for conn in conns:
             conn.close()
+        with self._killer_lock:
+            if self._killer is not None:
+                self._killer.close()
         self.anchor.close()
 
 
@@ -904,7 +921,8 @@ class Handler(BaseHTTPRequestHandler):
             req.status = f"error {err.code}"
             self._drain_after_error()
             if not self.headers_sent:
-                self._error(err, query_id=req.query_id)
+                with contextlib.suppress(OSError):  # the client may be gone (cancelled query)
+                    self._error(err, query_id=req.query_id)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             req.status = "client gone"
             self.close_connection = True
@@ -919,6 +937,7 @@ class Handler(BaseHTTPRequestHandler):
                     ch_error(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}"), query_id=req.query_id
                 )
         finally:
+            self.server.watched.pop(self, None)
             if self._keeper is not None:
                 self.server.keepalives.discard(self._keeper)
                 self._keeper.stop()
@@ -936,8 +955,17 @@ class Handler(BaseHTTPRequestHandler):
                 sql.for_log(req.log_query),
             )
 
+    def _client_closed(self) -> bool:
+        """True if the client hung up (EOF waiting on the socket) while we are still computing."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
     def _begin_response(self, status: int) -> None:
         """The status line, unless progress headers already sent one (then the status stays 200)."""
+        self.server.watched.pop(self, None)
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             self.server.keepalives.discard(keeper)
@@ -1155,6 +1183,11 @@ class Handler(BaseHTTPRequestHandler):
         if kind in sql.RESULT_KEYWORDS:
             query, fmt = sql.strip_format(text)
             fmt = fmt or req.params.get("default_format") or "TabSeparated"
+            if req.params.get("cancel_http_readonly_queries_on_client_close") in ("1", "true"):
+                # a tag in the text lets the ticker KILL the query if the client hangs up
+                tag = uuid.uuid4().hex
+                query = f"{query}\n/* aetl-cancel:{tag} */"
+                self.server.watched[self] = tag
             if fmt.lower() in PYTHON_ONLY_FORMATS:
                 raise ch_error(73, "UNKNOWN_FORMAT", f"Unknown output format {fmt}")
             if kind in sql.STREAMABLE_KEYWORDS and streamable_format(fmt):
@@ -1438,6 +1471,7 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
         if warehouse is not None:
             self.warehouse = warehouse
         self.keepalives: set[_Keepalive] = set()
+        self.watched: dict[Handler, str] = {}  # read-only queries to KILL if their client hangs up
         self._ticking = threading.Event()
         super().__init__(address, Handler)
         threading.Thread(target=self._tick, name="progress-headers", daemon=True).start()
@@ -1447,6 +1481,10 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
             now = time.monotonic()
             for keeper in list(self.keepalives):
                 keeper.tick(now)
+            for handler, tag in list(self.watched.items()):
+                if handler._client_closed() and self.watched.pop(handler, None) is not None:
+                    log.info("client closed the connection: cancelling its query")
+                    self.warehouse.kill(tag)
 
     def server_close(self) -> None:
         self._ticking.set()

@@ -563,3 +563,26 @@ def test_progress_headers_keep_long_statements_alive(http: httpx.Client, client:
         client.query("SELECT throwIf(sleep(1) = 0)", settings={"http_headers_progress_interval_ms": 300})
     assert info.value.code == 395
     assert client.command("SELECT sleep(1) + 1", settings={"http_headers_progress_interval_ms": 300}) == 1
+
+
+@pytest.mark.parametrize("wait", ["0", "1"])
+def test_client_hang_up_cancels_read_only_query(warehouse_url: str, http: httpx.Client, wait: str) -> None:
+    marker = uuid.uuid4().hex
+    query = (
+        f"SELECT sum(sleepEachRow(0.001)) FROM numbers(100000) SETTINGS max_block_size = 100 /* {marker} */"
+    )
+    url = httpx.URL(warehouse_url)
+    path = f"/?wait_end_of_query={wait}&cancel_http_readonly_queries_on_client_close=1"
+    running = (
+        f"SELECT count() FROM system.processes WHERE query LIKE '%{marker}%' AND query NOT LIKE '%processes%'"
+    )
+    with socket.create_connection((url.host, url.port)) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(query)}\r\n\r\n{query}".encode()
+        )
+        time.sleep(1)
+        assert http.post("/", content=running.encode()).text == "1\n"
+    deadline = time.monotonic() + 5
+    while http.post("/", content=running.encode()).text != "0\n":
+        assert time.monotonic() < deadline, "the query kept running after its client hung up"
+        time.sleep(0.2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -374,6 +375,17 @@ class DagsterClient:
         next_cursor = runs[-1].run_id if runs and len(runs) >= limit else None
         return RunPage(items=runs, next_cursor=next_cursor)
 
+    def wait_for_run(self, run_id: str, timeout: float = 300.0, poll_interval: float = 0.25) -> Run:
+        """Poll until the run has finished (SUCCESS, FAILURE or CANCELED); TimeoutError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get_run(run_id)
+            if run.status.finished:
+                return run
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} still {run.status.value} after {timeout:g}s")
+            time.sleep(poll_interval)
+
     def get_run_logs(self, run_id: str, cursor: str | None = None, limit: int = 1000) -> RunLogs:
         """Structured event log of a run, oldest first; pass back `cursor` to get only newer events."""
         variables = {"runId": run_id, "afterCursor": cursor, "limit": limit}
@@ -387,14 +399,24 @@ class DagsterClient:
             has_more=bool(result.get("hasMore")),
         )
 
-    def terminate_run(self, run_id: str, force: bool = False) -> RunStatus:
-        """Ask the run to stop (queued runs are canceled at once); `force` marks it canceled immediately."""
+    def terminate_run(self, run_id: str, force: bool = False, starting_grace: float = 15.0) -> RunStatus:
+        """Ask the run to stop; queued runs are canceled at once, started ones get SIGTERM.
+
+        Dagster refuses to terminate a run that is STARTING (its worker is booting, a few seconds), so
+        that state is retried for up to `starting_grace` seconds. `force` marks the run canceled at once.
+        """
         policy = "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"
-        result = self.execute(queries.TERMINATE_RUN, {"runId": run_id, "terminatePolicy": policy})
-        result = result["terminateRun"]
-        if result["__typename"] != "TerminateRunSuccess":
+        deadline = time.monotonic() + starting_grace
+        while True:
+            result = self.execute(queries.TERMINATE_RUN, {"runId": run_id, "terminatePolicy": policy})
+            result = result["terminateRun"]
+            if result["__typename"] == "TerminateRunSuccess":
+                return RunStatus(result["run"]["status"])
+            starting = (result.get("run") or {}).get("status") == RunStatus.STARTING.value
+            if result["__typename"] == "TerminateRunFailure" and starting and time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
             raise_for_result(result, {"run_id": run_id})
-        return RunStatus(result["run"]["status"])
 
     # -- code locations --------------------------------------------------------------------------
 

@@ -95,7 +95,8 @@ ERROR_TYPENAMES: dict[str, type[DagsterClientError]] = {
     "RunConflict": DagsterConflict,
     "PythonError": DagsterRunError,
     "UnauthorizedError": DagsterRunError,
-    "TerminateRunFailure": DagsterRunError,
+    # "could not be terminated due to having status SUCCESS": the caller asked for the impossible.
+    "TerminateRunFailure": DagsterInvalidRequest,
 }
 
 

@@ -12,7 +12,6 @@ from api.dagster_client import (
     DagsterClient,
     DagsterInvalidRequest,
     DagsterNotFound,
-    DagsterRunError,
     InstigationStatus,
     Run,
     RunStatus,
@@ -60,8 +59,10 @@ def test_warehouse_job_runs_to_success_with_logs_tags_and_materializations(dagst
     kinds = [e.dagster_event_type for e in logs.events]
     assert "RUN_SUCCESS" in kinds and "ASSET_MATERIALIZATION" in kinds
     assert any("366 rows" in e.message for e in logs.events)
-    # The cursor gives only newer events: none after the run ended.
-    assert dagster.get_run_logs(run_id, cursor=logs.cursor).events == []
+    # The cursor gives only newer events (the worker may still log its exit after RUN_SUCCESS).
+    newer = dagster.get_run_logs(run_id, cursor=logs.cursor).events
+    assert len(logs.events) + len(newer) == len(dagster.get_run_logs(run_id).events)
+    assert all(e.timestamp >= logs.events[-1].timestamp for e in newer)
 
     page = dagster.list_runs(tags={"aetl/test": marker})
     assert [r.run_id for r in page.items] == [run_id]
@@ -73,8 +74,19 @@ def test_warehouse_job_runs_to_success_with_logs_tags_and_materializations(dagst
 
 def test_asset_selection_runs_only_the_selected_asset(dagster: DagsterClient) -> None:
     run_id = dagster.launch_run("__ASSET_JOB", run_config=CALENDAR_2024, asset_selection=["calendar_days"])
-    run = wait_for_status(dagster, run_id, {RunStatus.SUCCESS})
-    assert run.asset_selection == ["calendar_days"]
+    run = dagster.wait_for_run(run_id, timeout=90)
+    assert run.status is RunStatus.SUCCESS and run.asset_selection == ["calendar_days"]
+    assert run.tags["dagster/code_location"] == "aetl"
+
+
+def test_wait_for_run_times_out(dagster: DagsterClient) -> None:
+    run_id = dagster.launch_run("sleep_job", run_config={"ops": {"sleep_op": {"config": {"seconds": 60}}}})
+    try:
+        with pytest.raises(TimeoutError, match=run_id):
+            dagster.wait_for_run(run_id, timeout=0.5)
+    finally:
+        dagster.terminate_run(run_id)
+    assert dagster.wait_for_run(run_id, timeout=60).status is RunStatus.CANCELED
 
 
 def test_list_runs_pages_with_a_cursor_and_queued_runs_cancel_at_once(dagster: DagsterClient) -> None:
@@ -103,7 +115,7 @@ def test_terminate_a_running_run(dagster: DagsterClient) -> None:
     dagster.terminate_run(run_id)
     run = wait_for_status(dagster, run_id, {RunStatus.CANCELED}, timeout=60)
     assert run.ended_at is not None
-    with pytest.raises(DagsterRunError):
+    with pytest.raises(DagsterInvalidRequest, match="CANCELED"):
         dagster.terminate_run(run_id)  # already finished: Dagster refuses, nothing to stop
 
 

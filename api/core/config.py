@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret-change-me"}
-DEV_SECRET_KEY = "dev-secret-change-me"
+# 32+ bytes: HS256 keys shorter than the hash are weak (PyJWT warns); still refused outside development
+DEV_SECRET_KEY = "dev-secret-change-me-not-for-production"
 DEV_ENCRYPTION_KEY = "dev-encryption-key-change-me"
 DEFAULT_ADMIN_PASSWORD = "admin12345"
 
@@ -124,7 +125,7 @@ class Settings(BaseSettings):
         if self.environment == "production":
             for name in ("secret_key", "encryption_key"):
                 value = getattr(self, name).get_secret_value()
-                if value in PLACEHOLDER_SECRETS or value.startswith("dev-") or len(value) < 16:
+                if value in PLACEHOLDER_SECRETS or value.startswith("dev-") or len(value) < 32:
                     raise ValueError(f"{name} must be set to a real secret outside development")
             if self.admin_password.get_secret_value() == DEFAULT_ADMIN_PASSWORD:
                 raise ValueError("AETL_ADMIN_PASSWORD must be set (not the default) in production")

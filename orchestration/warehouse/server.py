@@ -900,6 +900,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if ctype.lower().startswith("multipart/form-data"):
                 body = self._multipart(req, ctype, body)
+            req.settings = {
+                k: v
+                for k, v in req.params.items()
+                if k not in TRANSPORT_PARAMS and not k.startswith("param_")
+            }  # form fields may carry settings and parameters too
             req.bind = {k[6:]: v for k, v in req.params.items() if k.startswith("param_")}
             if session_id:
                 try:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from orchestration.lib.env import patched_environ
 from orchestration.lib.pg import database_name, ensure_pg_database
@@ -65,6 +68,40 @@ def migrate_instance_storage(dagster_home: Path, pg_url: str) -> bool:
         instance.upgrade()
     stamp_path.write_text(stamp)
     return True
+
+
+@dataclass(frozen=True)
+class CodeLocation:
+    name: str
+    module: str
+
+
+def workspace_locations(workspace_yaml: Path = WORKSPACE_YAML) -> list[CodeLocation]:
+    """The code locations of the repo's workspace.yaml (the list `dagster dev` also uses)."""
+    entries = yaml.safe_load(workspace_yaml.read_text())["load_from"]
+    return [
+        CodeLocation(entry["python_module"]["location_name"], entry["python_module"]["module_name"])
+        for entry in entries
+    ]
+
+
+def render_grpc_workspace(dagster_home: Path, servers: list[tuple[CodeLocation, str, int]]) -> Path:
+    """A workspace pointing at running code servers (one per location, shared by webserver and daemon).
+
+    Shared servers mean one load of the code per location, and a reload through the webserver is
+    seen by the daemon too, so runs it dequeues use the same definitions the API just deployed.
+    """
+    document = {
+        "load_from": [
+            {"grpc_server": {"host": host, "port": port, "location_name": location.name}}
+            for location, host, port in servers
+        ]
+    }
+    target = dagster_home.resolve() / "workspace.yaml"
+    rendered = yaml.safe_dump(document, sort_keys=False)
+    if not target.exists() or target.read_text() != rendered:
+        target.write_text(rendered)
+    return target
 
 
 def main() -> None:

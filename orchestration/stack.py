@@ -1,31 +1,41 @@
 """The stack supervisor: idempotent set-up, then every process of the platform in the foreground.
 
-`python -m orchestration.stack run`    set up, start warehouse + dagster-webserver + dagster-daemon + API,
-                                       stop them all on Ctrl-C / SIGTERM (or when one of them dies)
+`python -m orchestration.stack run`    set up, start warehouse, Dagster code servers, dagster-webserver,
+                                       dagster-daemon and the API; stop them all on Ctrl-C / SIGTERM
+                                       (or when one of them dies)
 `python -m orchestration.stack setup`  only the set-up steps (databases, migrations, admin, dbt manifest)
 
-Each child runs in its own process group so a stop reaches its children too (dagster-webserver
-and the daemon spawn code-server and run processes); nothing is left behind.
+`Stack` is also what the tests start (whole, or only some services), so tests run the processes
+exactly as `make run` does. Each child runs in its own process group, so a stop reaches what it
+spawned too (code-server children, run workers): nothing is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import httpx
 
 from api.core.config import REPO_ROOT, Settings, get_settings
 
+if TYPE_CHECKING:
+    from orchestration.dagster_home import CodeLocation
+
 BIN = Path(sys.executable).parent
 STOP_GRACE_SECONDS = 15.0
+SERVICES = ("warehouse", "dagster", "api")
 
 
 def log(message: str) -> None:
@@ -57,11 +67,18 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def http_ok(url: str, expect_status: int = 200) -> bool:
+def http_ok(url: str, expect_text: str | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=2.0).status_code == expect_status
+        response = httpx.get(url, timeout=2.0)
     except httpx.HTTPError:
         return False
+    return response.status_code == 200 and (expect_text is None or response.text == expect_text)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
 
 
 @dataclass
@@ -70,10 +87,15 @@ class Component:
     argv: list[str]
     ready: Callable[[], bool]
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    started_at: float = 0.0
 
-    def start(self, env: dict[str, str]) -> None:
+    def start(self, env: dict[str, str], output: IO[bytes] | None) -> None:
         log(f"starting {self.name}: {' '.join(self.argv)}")
-        self.process = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=env, start_new_session=True)
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            self.argv, cwd=REPO_ROOT, env=env, start_new_session=True,
+            stdout=output, stderr=subprocess.STDOUT if output else None,
+        )  # fmt: skip
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -81,116 +103,188 @@ class Component:
     def signal_group(self, sig: int) -> None:
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
-def components(settings: Settings) -> list[Component]:
-    host = settings.host
-    items: list[Component] = []
-    if settings.embedded_warehouse:
-        items.append(
-            Component(
-                "warehouse",
-                [
-                    str(BIN / "python"), "-m", "orchestration.warehouse.server",
-                    "--host", host, "--port", str(settings.clickhouse_http_port),
-                    "--data-dir", str(settings.warehouse_dir),
-                ],
-                lambda: http_ok(f"{settings.clickhouse_url}/ping"),
-            )
-        )
-    items += [
-        Component(
-            "dagster-webserver",
-            [
-                str(BIN / "dagster-webserver"), "-h", host, "-p", str(settings.dagster_port),
-                "-w", str(REPO_ROOT / "workspace.yaml"),
-            ],
-            lambda: http_ok(f"{settings.dagster_url}/server_info"),
-        ),
-        Component(
-            "dagster-daemon",
-            [str(BIN / "dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")],
-            lambda: True,
-        ),
-        Component(
-            "api",
-            [
-                str(BIN / "uvicorn"), "api.main:create_app", "--factory",
-                "--host", host, "--port", str(settings.api_port), "--no-access-log",
-            ],
-            lambda: http_ok(f"http://{host}:{settings.api_port}/health"),
-        ),
-    ]
-    return items
-
-
-def run_step(name: str, argv: list[str], env: dict[str, str]) -> None:
+def run_step(name: str, argv: list[str], env: dict[str, str], output: IO[bytes] | None = None) -> None:
     started = time.monotonic()
-    result = subprocess.run(argv, cwd=REPO_ROOT, env=env)
+    result = subprocess.run(argv, cwd=REPO_ROOT, env=env, stdout=output, stderr=output and subprocess.STDOUT)
     if result.returncode != 0:
         raise SystemExit(f"set-up step '{name}' failed (exit {result.returncode})")
     log(f"set-up: {name} ok ({time.monotonic() - started:.1f}s)")
 
 
-def setup(settings: Settings) -> None:
-    """Everything `run` needs before processes start; safe to repeat."""
-    env = child_env(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    py = str(BIN / "python")
-    run_step("metadata database + migrations + admin", [py, "-m", "api.db.setup"], env)
-    run_step("dagster home + storage database", [py, "-m", "orchestration.dagster_home"], env)
-    run_step("dbt manifest", [py, "-m", "orchestration.dbt"], env)
+class Stack:
+    """Some or all services of the platform, set up and started the way `make run` does it.
 
+    Start order: warehouse, code servers and the API together (none needs another to start), then
+    dagster-webserver and dagster-daemon, which load the code servers' definitions.
+    """
 
-def wait_ready(items: list[Component], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pending = list(items)
-    while pending:
-        for item in list(pending):
-            if not item.alive():
-                raise RuntimeError(f"{item.name} exited during start-up")
-            if item.ready():
-                log(f"{item.name} ready")
-                pending.remove(item)
-        if pending and time.monotonic() > deadline:
-            raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(i.name for i in pending)}")
-        if pending:
-            time.sleep(0.2)
+    def __init__(
+        self,
+        settings: Settings,
+        services: Iterable[str] = SERVICES,
+        output: IO[bytes] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.services = set(services)
+        unknown = self.services - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services: {sorted(unknown)}")
+        self.output = output
+        self.env = child_env(settings)
+        self.components: list[Component] = []
 
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.api_port}"
 
-def stop(items: list[Component]) -> None:
-    """SIGTERM every process group, in reverse start order, then SIGKILL what is left."""
-    for item in reversed(items):
-        if item.alive():
-            log(f"stopping {item.name}")
-        item.signal_group(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for item in reversed(items):
-        if item.process is None:
-            continue
+    def setup(self) -> None:
+        """Everything the services need before they start; safe to repeat."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        steps = []
+        if "api" in self.services:
+            steps.append(("metadata database + migrations + admin", "api.db.setup"))
+        if "dagster" in self.services:
+            steps.append(("dagster home + storage database", "orchestration.dagster_home"))
+            steps.append(("dbt manifest", "orchestration.dbt"))
+        for name, module in steps:
+            run_step(name, [str(BIN / "python"), "-m", module], self.env, self.output)
+
+    def _first_wave(self) -> list[Component]:
+        settings, host = self.settings, self.settings.host
+        wave: list[Component] = []
+        if "warehouse" in self.services and settings.embedded_warehouse:
+            wave.append(Component(
+                "warehouse",
+                [str(BIN / "python"), "-m", "orchestration.warehouse.server", "--host", host,
+                 "--port", str(settings.clickhouse_http_port), "--data-dir", str(settings.warehouse_dir)],
+                lambda: http_ok(f"{settings.clickhouse_url}/ping", "Ok.\n"),
+            ))  # fmt: skip
+        if "dagster" in self.services:
+            for location, code_host, port in self._code_servers():
+                wave.append(Component(
+                    f"code-server:{location.name}",
+                    [str(BIN / "dagster"), "code-server", "start", "-h", code_host, "-p", str(port),
+                     "-m", location.module, "-d", str(REPO_ROOT), "--location-name", location.name,
+                     "--use-python-environment-entry-point"],
+                    # the code server loads the definitions before it listens: open port = loaded
+                    functools.partial(port_open, code_host, port),
+                ))  # fmt: skip
+        if "api" in self.services:
+            wave.append(Component(
+                "api",
+                [str(BIN / "uvicorn"), "api.main:create_app", "--factory", "--host", host,
+                 "--port", str(settings.api_port), "--no-access-log"],
+                lambda: http_ok(f"{self.api_url}/health"),
+            ))  # fmt: skip
+        return wave
+
+    def _second_wave(self) -> list[Component]:
+        if "dagster" not in self.services:
+            return []
+        from orchestration.dagster_home import render_grpc_workspace
+
+        workspace = str(render_grpc_workspace(self.settings.dagster_home, self._code_servers()))
+        settings = self.settings
+        return [
+            Component(
+                "dagster-webserver",
+                [str(BIN / "dagster-webserver"), "-h", settings.host, "-p", str(settings.dagster_port),
+                 "-w", workspace],
+                lambda: http_ok(f"{settings.dagster_url}/server_info"),
+            ),
+            Component(
+                "dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace], self._daemon_ready
+            ),
+        ]  # fmt: skip
+
+    def _code_servers(self) -> list[tuple[CodeLocation, str, int]]:
+        from orchestration.dagster_home import workspace_locations
+
+        base = self.settings.dagster_code_server_port
+        return [(loc, self.settings.host, base + i) for i, loc in enumerate(workspace_locations())]
+
+    def _daemon_ready(self) -> bool:
+        from api.dagster_client import DagsterClient, DagsterClientError
+
         try:
-            item.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            log(f"{item.name} did not stop in {STOP_GRACE_SECONDS:.0f}s; killing it")
-        # the group may hold grandchildren (code servers, run workers) even after the leader exits
-        item.signal_group(signal.SIGKILL)
-        if item.alive():
-            item.process.wait(timeout=5)
+            with DagsterClient(self.settings.dagster_url, timeout=5) as client:
+                return client.daemon_health().healthy
+        except DagsterClientError:
+            return False
+
+    def start(self, timeout: float = 240.0) -> float:
+        """Start the services and wait until each answers; returns the seconds it took."""
+        started = time.monotonic()
+        for wave_of in (self._first_wave, self._second_wave):
+            wave = wave_of()
+            for component in wave:
+                component.start(self.env, self.output)
+            self.components += wave
+            self._wait_ready(wave, started + timeout)
+        return time.monotonic() - started
+
+    def _wait_ready(self, pending: list[Component], deadline: float) -> None:
+        pending = list(pending)
+        while pending:
+            for component in list(pending):
+                if not component.alive():
+                    raise RuntimeError(f"{component.name} exited during start-up")
+                if component.ready():
+                    log(f"{component.name} ready ({time.monotonic() - component.started_at:.1f}s)")
+                    pending.remove(component)
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError(f"not ready in time: {', '.join(c.name for c in pending)}")
+            if pending:
+                time.sleep(0.2)
+
+    def dead_component(self) -> Component | None:
+        return next((c for c in self.components if not c.alive()), None)
+
+    def stop(self) -> None:
+        """SIGTERM every process group, in reverse start order, then SIGKILL what is left."""
+        for component in reversed(self.components):
+            if component.alive():
+                log(f"stopping {component.name}")
+            component.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for component in reversed(self.components):
+            if component.process is None:
+                continue
+            try:
+                component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"{component.name} did not stop in {STOP_GRACE_SECONDS:.0f}s; killing it")
+            # the group may hold grandchildren (run workers) even after its leader exited
+            component.signal_group(signal.SIGKILL)
+            if component.alive():
+                component.process.wait(timeout=5)
+        self.components = []
+
+    def __enter__(self) -> Stack:
+        self.setup()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 class StopRequested(Exception):
     pass
 
 
-def run(settings: Settings, start_timeout: float = 180.0) -> int:
+def run(settings: Settings) -> int:
     started = time.monotonic()
-    setup(settings)
-    env = child_env(settings)
-    items = components(settings)
+    stack = Stack(settings)
+    stack.setup()
 
     def on_signal(signum: int, _frame: object) -> None:
         raise StopRequested(signal.Signals(signum).name)
@@ -198,26 +292,17 @@ def run(settings: Settings, start_timeout: float = 180.0) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        warehouse = [i for i in items if i.name == "warehouse"]
-        for item in warehouse:  # the others connect to it as they start
-            item.start(env)
-        wait_ready(warehouse, start_timeout)
-        rest = [i for i in items if i.name != "warehouse"]
-        for item in rest:
-            item.start(env)
-        wait_ready(rest, start_timeout)
+        stack.start()
         log(
-            f"all components healthy in {time.monotonic() - started:.1f}s — "
-            f"API http://{settings.host}:{settings.api_port}/docs · "
-            f"Dagster UI {settings.dagster_url} · warehouse {settings.clickhouse_url}"
+            f"all components healthy in {time.monotonic() - started:.1f}s (set-up included) — "
+            f"API {stack.api_url}/docs · Dagster UI {settings.dagster_url} · "
+            f"warehouse {settings.clickhouse_url}"
         )
-        while True:
-            for item in items:
-                if not item.alive():
-                    code = item.process.returncode if item.process else None
-                    log(f"{item.name} exited unexpectedly (exit {code}); stopping the stack")
-                    return 1
+        while (dead := stack.dead_component()) is None:
             time.sleep(0.5)
+        code = dead.process.returncode if dead.process else None
+        log(f"{dead.name} exited unexpectedly (exit {code}); stopping the stack")
+        return 1
     except StopRequested as stop_signal:
         log(f"{stop_signal} received")
         return 0
@@ -227,7 +312,7 @@ def run(settings: Settings, start_timeout: float = 180.0) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stop(items)
+        stack.stop()
         log("stopped")
 
 
@@ -237,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "setup":
-        setup(settings)
+        Stack(settings).setup()
         return 0
     return run(settings)
 

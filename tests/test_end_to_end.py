@@ -9,7 +9,7 @@ import httpx
 
 from api.dagster_client.client import DagsterClient
 from api.dagster_client.models import RunStatus
-from tests.conftest import Stack
+from orchestration.stack import Stack
 
 
 def wait_for_run(client: DagsterClient, run_id: str, timeout: float = 180) -> RunStatus:
@@ -48,8 +48,8 @@ def test_admin_from_settings_can_log_in(stack: Stack) -> None:
 
 
 def test_warehouse_and_datamart_jobs_run_through_dagster_into_the_warehouse(stack: Stack) -> None:
-    warehouse = clickhouse_connect.get_client(dsn=stack.warehouse_url)
-    with DagsterClient(stack.dagster_url) as dagster:
+    warehouse = clickhouse_connect.get_client(dsn=stack.settings.clickhouse_url)
+    with DagsterClient(stack.settings.dagster_url) as dagster:
         run_id = dagster.launch_run("warehouse_job", tags={"aetl/test": "end_to_end"})
         assert wait_for_run(dagster, run_id) == RunStatus.SUCCESS
         days = int(warehouse.command("SELECT count() FROM default.calendar_days"))
@@ -61,6 +61,6 @@ def test_warehouse_and_datamart_jobs_run_through_dagster_into_the_warehouse(stac
         assert wait_for_run(dagster, mart_run) == RunStatus.SUCCESS
         logs = dagster.get_run_logs(mart_run)
         assert logs.events
-    tables = {row[0] for row in warehouse.query("SELECT name FROM system.tables WHERE name = 'orders_daily'").result_rows}
-    assert tables == {"orders_daily"}
+    marts = warehouse.query("SELECT name FROM system.tables WHERE name = 'orders_daily'").result_rows
+    assert marts == [("orders_daily",)]
     warehouse.close()

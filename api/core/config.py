@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, validation_alias="API_PORT")
     dagster_port: int = Field(3000, validation_alias="DAGSTER_PORT")
     clickhouse_http_port: int = Field(8123, validation_alias="CLICKHOUSE_HTTP_PORT")
+    # first of the ports of the Dagster code servers (one per code location, consecutive)
+    dagster_code_server_port_override: int | None = Field(None, validation_alias="DAGSTER_CODE_SERVER_PORT")
     data_dir: Path = Field(REPO_ROOT / ".data", validation_alias="AETL_DATA_DIR")
 
     # storage
@@ -111,6 +113,10 @@ class Settings(BaseSettings):
     @property
     def dagster_url(self) -> str:
         return self.dagster_url_override or f"http://127.0.0.1:{self.dagster_port}"
+
+    @property
+    def dagster_code_server_port(self) -> int:
+        return self.dagster_code_server_port_override or self.dagster_port + 1
 
     @property
     def dagster_home(self) -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.warehouse.conftest import REPO_ROOT, WarehouseProcess, free_port
+from api.core.config import REPO_ROOT
+from tests.support import WarehouseProcess, free_port
 
 
 def test_sigterm_releases_data_folder_and_data_survives(tmp_path: Path) -> None:

@@ -1,0 +1,127 @@
+"""Helpers shared by the test folders: free ports, isolated settings, warehouse and stack processes.
+
+Every process a test starts is started by the same code `make run` uses (`orchestration.stack.Stack`),
+except `WarehouseProcess`, which the warehouse life-cycle tests need to restart on one data folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from api.core.config import REPO_ROOT, Settings
+from orchestration.lib.pg import drop_pg_database
+from orchestration.stack import SERVICES, Stack
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+START_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique_pg_url(prefix: str) -> str:
+    """A database of its own (test naming), for a fixture that drops it afterwards."""
+    return f"{PG_SERVER}/{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Test settings on free ports, a data folder and databases of their own."""
+    values: dict[str, object] = {
+        "AETL_ENV": "test",
+        "API_PORT": free_port(),
+        "DAGSTER_PORT": free_port(),
+        "DAGSTER_CODE_SERVER_PORT": free_port(),
+        "CLICKHOUSE_HTTP_PORT": free_port(),
+        "AETL_DATA_DIR": data_dir,
+        "DATABASE_URL": unique_pg_url("aetl_test").replace("postgresql://", "postgresql+psycopg://"),
+        "DAGSTER_PG_URL": unique_pg_url("aetl_dagster_test"),
+    }
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    # consecutive code-server ports: make sure the second one is free too
+    if not _port_free(settings.dagster_code_server_port + 1):
+        return isolated_settings(data_dir, **overrides)
+    return settings
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@contextlib.contextmanager
+def isolated_stack(
+    data_dir: Path, services: tuple[str, ...] = SERVICES, **overrides: object
+) -> Iterator[Stack]:
+    """Set up and start some services on isolated settings; stop them and drop their databases after."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = isolated_settings(data_dir, **overrides)
+    with (data_dir / "stack.log").open("wb") as output:
+        try:
+            with Stack(settings, services, output=output) as stack:
+                yield stack
+        except RuntimeError as error:
+            tail = (data_dir / "stack.log").read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"{error}\n{tail}") from None
+        finally:
+            drop_pg_database(settings.database_url)
+            drop_pg_database(settings.dagster_pg_url)
+
+
+class WarehouseProcess:
+    """`python -m orchestration.warehouse.server` as a child process, ready when /ping answers."""
+
+    def __init__(self, data_dir: Path, log_path: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestration.warehouse.server", "--host", "127.0.0.1",
+             "--port", str(self.port), "--data-dir", str(data_dir)],
+            cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                self._log.close()
+                raise RuntimeError(f"warehouse exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=1).text == "Ok.\n":
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"warehouse did not answer /ping in {START_TIMEOUT}s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> int:
+        """SIGTERM and wait: the server must exit cleanly and release the data folder."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+

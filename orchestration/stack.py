@@ -42,8 +42,13 @@ def log(message: str) -> None:
     print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def child_env(settings: Settings) -> dict[str, str]:
-    """The environment every process gets, so they all agree on URLs, ports and folders."""
+def child_env(settings: Settings, *, for_supervisor: bool = False) -> dict[str, str]:
+    """The environment every process gets, so they all agree on URLs, ports and folders.
+
+    `for_supervisor`: the environment to start another `python -m orchestration.stack run` with;
+    it must not carry the embedded warehouse's URL, or that supervisor would take it for a real
+    ClickHouse at a URL and not start the embedded one.
+    """
     env = dict(os.environ)
     env.update(
         {
@@ -64,6 +69,8 @@ def child_env(settings: Settings) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if for_supervisor and settings.embedded_warehouse:
+        del env["CLICKHOUSE_URL"]
     return env
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import psutil
@@ -53,6 +54,15 @@ def healthy(api_url: str) -> bool:
         return False
 
 
+def start_supervisor(settings: Settings, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`python -m orchestration.stack run`, exactly what `make run` executes."""
+    env = child_env(settings, for_supervisor=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestration.stack", "run"],
+        cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
 def run_sql(url: str, sql: str) -> str:
     response = httpx.post(url, content=sql, timeout=30)
     response.raise_for_status()
@@ -64,10 +74,7 @@ def test_run_starts_everything_and_sigterm_leaves_no_process_or_lock(second_stac
     api_url = f"http://127.0.0.1:{settings.api_port}"
     log_path = settings.data_dir.parent / "stack.log"
     with log_path.open("wb") as log_file:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "orchestration.stack", "run"],
-            cwd=REPO_ROOT, env=child_env(settings), stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        supervisor = start_supervisor(settings, log_file)
         try:
             wait_for(lambda: healthy(api_url) or supervisor.poll() is not None, 240, "stack healthy")
             assert supervisor.poll() is None, log_path.read_text()[-3000:]
@@ -103,10 +110,7 @@ def test_a_dying_component_stops_the_whole_stack(second_stack_settings: Settings
     settings = second_stack_settings
     log_path = settings.data_dir.parent / "stack.log"
     with log_path.open("wb") as log_file:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "orchestration.stack", "run"],
-            cwd=REPO_ROOT, env=child_env(settings), stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        supervisor = start_supervisor(settings, log_file)
         try:
             api_url = f"http://127.0.0.1:{settings.api_port}"
             wait_for(lambda: healthy(api_url) or supervisor.poll() is not None, 240, "stack healthy")

@@ -73,7 +73,8 @@ class RateDecision:
             "X-RateLimit-Reset": str(self.reset),
         }
         if not self.allowed:
-            out["Retry-After"] = str(max(1, self.reset - math.floor(time.time())))
+            # seconds until the window frees a slot; the epoch reset is rounded up, so don't floor "now"
+            out["Retry-After"] = str(max(1, math.ceil(self.reset - time.time())))
         return out
 
 

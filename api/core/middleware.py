@@ -62,7 +62,7 @@ class Metrics:
 class RateDecision:
     limit: int
     remaining: int
-    reset: int
+    reset_at: float  # epoch seconds when the window frees up
     allowed: bool
     tier: str
 
@@ -70,11 +70,10 @@ class RateDecision:
         out = {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(max(self.remaining, 0)),
-            "X-RateLimit-Reset": str(self.reset),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
         }
         if not self.allowed:
-            # seconds until the window frees a slot; the epoch reset is rounded up, so don't floor "now"
-            out["Retry-After"] = str(max(1, math.ceil(self.reset - time.time())))
+            out["Retry-After"] = str(max(1, math.ceil(self.reset_at - time.time())))
         return out
 
 
@@ -99,7 +98,7 @@ class RateLimiter:
         if count and self.enabled:
             allowed = await self.strategy.hit(item, tier, identity)
         stats = await self.strategy.get_window_stats(item, tier, identity)
-        return RateDecision(item.amount, stats.remaining, math.ceil(stats.reset_time), allowed, tier)
+        return RateDecision(item.amount, stats.remaining, stats.reset_time, allowed, tier)
 
 
 def caller_identity(headers: Headers, client: tuple[str, int] | None) -> tuple[str, str | None]:

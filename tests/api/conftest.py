@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -25,14 +24,9 @@ os.environ.setdefault("AETL_ENV", "test")
 from api_helpers import ADMIN_PASSWORD, PASSWORD, ApiServer, ApiUser, bearer, login  # noqa: E402
 
 from api.core.config import REPO_ROOT, get_settings  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 SERVER_START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _server_url(url: str) -> str:

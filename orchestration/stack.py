@@ -39,7 +39,9 @@ SERVICES = ("warehouse", "dagster", "api")
 
 
 def log(message: str) -> None:
-    print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    # never let a closed terminal or pipe (Ctrl-C also ends `| tee`) abort a stop half-way
+    with contextlib.suppress(OSError, ValueError):
+        print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def child_env(settings: Settings, *, for_supervisor: bool = False) -> dict[str, str]:
@@ -288,6 +290,18 @@ class StopRequested(Exception):
     pass
 
 
+def stop_when_parent_dies() -> None:
+    """Ask Linux for SIGTERM when our parent exits: `make run` killed by SIGTERM must not orphan us."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() == 1:  # the parent was gone before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(settings: Settings) -> int:
     started = time.monotonic()
     stack = Stack(settings)
@@ -299,6 +313,7 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        stop_when_parent_dies()
         stack.start()
         log(
             f"all components healthy in {time.monotonic() - started:.1f}s (set-up included) — "

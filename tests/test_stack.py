@@ -125,3 +125,33 @@ def test_a_dying_component_stops_the_whole_stack(second_stack_settings: Settings
     assert supervisor.returncode == 1
     assert "warehouse exited unexpectedly" in log_path.read_text()
     assert [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_killing_the_parent_of_run_stops_everything_even_in_start_up(second_stack_settings: Settings) -> None:
+    """`make run` killed (SIGTERM or worse) must not orphan the supervisor or what it started."""
+    settings = second_stack_settings
+    log_path = settings.data_dir.parent / "stack.log"
+    with log_path.open("wb") as log_file:
+        env = child_env(settings, for_supervisor=True)
+        parent = subprocess.Popen(
+            ["bash", "-c", f"{sys.executable} -m orchestration.stack run & wait"],
+            cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: _port_open(settings.clickhouse_http_port), 120, "warehouse started")
+            supervisor = psutil.Process(parent.pid).children()[0]
+            tree = [supervisor, *supervisor.children(recursive=True)]
+            parent.kill()
+            parent.wait(timeout=10)
+            psutil.wait_procs([supervisor], timeout=60)
+        finally:
+            if parent.poll() is None:
+                parent.kill()
+    survivors = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == [], [p.cmdline() for p in survivors]
+    assert "SIGTERM received" in log_path.read_text()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -7,6 +7,7 @@ except `WarehouseProcess`, which the warehouse life-cycle tests need to restart 
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import socket
 import subprocess
@@ -26,10 +27,33 @@ PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 START_TIMEOUT = 60.0
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port outside the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) can be handed out again to anyone's outgoing connection
+    or to a code server's gRPC child before our server binds it; below the range it cannot.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(20000, min(low, 32000))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        with socket.socket() as probe:
+            # the code servers take consecutive ports: keep the next one free too
+            if probe.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+    raise RuntimeError("no free port found below the ephemeral range")
 
 
 def unique_pg_url(prefix: str) -> str:
@@ -50,16 +74,7 @@ def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
         "DAGSTER_PG_URL": unique_pg_url("aetl_dagster_test"),
     }
     values.update(overrides)
-    settings = Settings(**values)  # type: ignore[arg-type]
-    # consecutive code-server ports: make sure the second one is free too
-    if not _port_free(settings.dagster_code_server_port + 1):
-        return isolated_settings(data_dir, **overrides)
-    return settings
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager

@@ -114,6 +114,7 @@ def test_a_dying_component_stops_the_whole_stack(second_stack_settings: Settings
         try:
             api_url = f"http://127.0.0.1:{settings.api_port}"
             wait_for(lambda: healthy(api_url) or supervisor.poll() is not None, 240, "stack healthy")
+            assert supervisor.poll() is None, log_path.read_text()[-3000:]
             tree = psutil.Process(supervisor.pid).children(recursive=True)
             warehouse = next(p for p in tree if "orchestration.warehouse.server" in " ".join(p.cmdline()))
             warehouse.kill()

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from orchestration.lib.env import patched_environ
 from orchestration.lib.pg import database_name, ensure_pg_database

@@ -1011,7 +1011,9 @@ class Handler(BaseHTTPRequestHandler):
             name = part.get_param("name", header="content-disposition")
             if not isinstance(name, str):
                 continue
-            payload = part.get_payload(decode=True) or b""
+            decoded = part.get_payload(decode=True)
+            # bytes for a plain part; a nested multipart is no external table
+            payload = decoded if isinstance(decoded, bytes) else b""
             if part.get_filename() is None and (
                 name == "query" or name.startswith("param_") or name in TRANSPORT_PARAMS
             ):

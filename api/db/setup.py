@@ -11,13 +11,13 @@ import sys
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, or_, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import or_, select
 
 from api.core.config import REPO_ROOT, get_settings
 from api.core.security import hash_password
 from api.db.models import User
 from api.db.session import new_session
+from orchestration.lib.pg import database_name, ensure_pg_database
 
 logger = logging.getLogger("api.db.setup")
 
@@ -33,22 +33,10 @@ def alembic_config(database_url: str | None = None) -> Config:
 
 def ensure_database(database_url: str) -> bool:
     """Create the database named in the URL (via the server's `postgres` db) if missing."""
-    url = make_url(database_url)
-    name = url.database
-    if not name:
-        raise ValueError("database URL names no database")
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
-            if exists:
-                return False
-            quoted = conn.dialect.identifier_preparer.quote(name)
-            conn.execute(text(f"CREATE DATABASE {quoted}"))
-            logger.info("created database %s", name)
-            return True
-    finally:
-        admin.dispose()
+    created = ensure_pg_database(database_url)
+    if created:
+        logger.info("created database %s", database_name(database_url))
+    return created
 
 
 def ensure_database_and_migrate(database_url: str | None = None) -> None:

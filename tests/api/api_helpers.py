@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,13 @@ def assert_error_shape(response: httpx.Response, status: int, code: str | None =
         assert body["error"]["code"] == code, body
     assert "Traceback" not in response.text and 'File "' not in response.text
     return dict(body)
+
+
+def run_db_setup(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m api.db.setup`, the set-up step the supervisor runs, in `env`."""
+    from api.core.config import REPO_ROOT
+
+    return subprocess.run(
+        [sys.executable, "-m", "api.db.setup"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip

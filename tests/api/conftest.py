@@ -17,20 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 os.environ.setdefault("AETL_ENV", "test")
 
-from api_helpers import ADMIN_PASSWORD, PASSWORD, ApiServer, ApiUser, bearer, login  # noqa: E402
+from api_helpers import ADMIN_PASSWORD, PASSWORD, ApiServer, ApiUser, bearer, login, run_db_setup  # noqa: E402
 
 from api.core.config import REPO_ROOT, get_settings  # noqa: E402
+from orchestration.lib.pg import drop_pg_database  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
 SERVER_START_TIMEOUT = 60.0
-
-
-def _server_url(url: str) -> str:
-    return url.rsplit("/", 1)[0]
 
 
 def _start_uvicorn(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -74,14 +70,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _drop_database(database_url: str) -> None:
-    name = database_url.rsplit("/", 1)[1]
-    engine = create_engine(f"{_server_url(database_url)}/postgres", isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
-
-
 def base_env(database_url: str, secret_key: str, **overrides: str) -> dict[str, str]:
     closed = str(free_port())  # nothing listens there: the component is "down"
     env = {
@@ -111,23 +99,16 @@ def base_env(database_url: str, secret_key: str, **overrides: str) -> dict[str, 
 def api_database_url() -> Iterator[str]:
     settings = get_settings()
     url = f"{settings.pg_server_url}/aetl_test_api_{os.getpid()}"
-    _drop_database(url)
+    drop_pg_database(url)
     yield url
-    _drop_database(url)
+    drop_pg_database(url)
 
 
 @pytest.fixture(scope="session")
 def api_server(api_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     secret_key = secrets.token_urlsafe(32)
     env = base_env(api_database_url, secret_key)
-    setup = subprocess.run(
-        [sys.executable, "-m", "api.db.setup"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    setup = run_db_setup(env)
     assert setup.returncode == 0, setup.stderr[-3000:]
     port = free_port()
     log_path = tmp_path_factory.mktemp("api") / "api.log"

@@ -9,11 +9,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
 
 from api.core.config import get_settings
 from api.db.models import Base
 from api.db.setup import alembic_config, ensure_database
+from orchestration.lib.pg import drop_pg_database
 
 TABLES = {"users", "refresh_tokens", "api_keys", "activity_logs"}
 
@@ -24,10 +25,7 @@ def scratch_url() -> Iterator[str]:
     assert ensure_database(url) is True
     assert ensure_database(url) is False  # idempotent
     yield url
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
+    drop_pg_database(url)
 
 
 def test_upgrade_downgrade_upgrade(scratch_url: str) -> None:

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
-from api_helpers import ADMIN_PASSWORD, ApiServer, login
-
-from api.core.config import REPO_ROOT
+from api_helpers import ADMIN_PASSWORD, ApiServer, login, run_db_setup
 
 
 def test_setup_again_keeps_the_admin(api_server: ApiServer, client: httpx.Client) -> None:
     env = {**api_server.env, "AETL_ADMIN_PASSWORD": "Other1Password"}
-    again = subprocess.run(
-        [sys.executable, "-m", "api.db.setup"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_db_setup(env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "created first admin" not in again.stderr
     login(client, api_server.admin_username, ADMIN_PASSWORD)
@@ -32,14 +20,7 @@ def test_setup_again_keeps_the_admin(api_server: ApiServer, client: httpx.Client
 
 def test_setup_reports_an_unreachable_database_in_one_line(api_server: ApiServer) -> None:
     env = {**api_server.env, "DATABASE_URL": "postgresql+psycopg://postgres:pw@127.0.0.1:1/aetl_nowhere"}
-    failed = subprocess.run(
-        [sys.executable, "-m", "api.db.setup"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    failed = run_db_setup(env)
     assert failed.returncode == 1
     assert "setup failed" in failed.stderr and "Traceback" not in failed.stderr
     assert ":pw@" not in failed.stderr  # no credentials in the output

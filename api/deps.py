@@ -9,10 +9,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.auth.service import Principal, resolve_principal
 from api.core.errors import PermissionDenied
-from api.db.models import User
 from api.db.session import session_scope
-from api.services.auth import Principal, resolve_principal
+from api.users.models import User
 
 
 def get_session() -> Iterator[Session]:

@@ -10,12 +10,16 @@ import httpx
 from fastapi import APIRouter, FastAPI
 from prometheus_client import PlatformCollector, ProcessCollector
 
+from api.auth.router import router as auth_router
 from api.core.config import Settings, get_settings
 from api.core.errors import install_error_handlers
 from api.core.middleware import Metrics, RateLimiter, RequestContextMiddleware, route_list
 from api.db.session import get_engine
-from api.routes import auth, health, roles, users
-from api.services.health import DagsterProbe, dagster_probe
+from api.health.router import root_router as health_root_router
+from api.health.router import router as health_router
+from api.health.service import DagsterProbe, dagster_probe
+from api.roles.router import router as roles_router
+from api.users.router import router as users_router
 
 API_PREFIX = "/api/v1"
 
@@ -80,9 +84,8 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
     )
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, users, roles):
-        api.include_router(module.router)
-    api.include_router(health.router)
-    app.include_router(health.root_router)
+    for domain_router in (auth_router, users_router, roles_router, health_router):
+        api.include_router(domain_router)
+    app.include_router(health_root_router)
     app.include_router(api)
     return app

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, EmailStr, Field, field_validator
 
+from api.auth.schemas import Password, Username
 from api.core.permissions import ROLE_NAMES, valid_scope
+from api.core.schemas import RequestModel, ResponseModel, UTCDateTime
 from api.core.security import password_problem
-from api.schemas.auth import Password, Username
-from api.schemas.common import RequestModel, ResponseModel, UTCDateTime
 
 
 def _check_role(value: str | None) -> str | None:

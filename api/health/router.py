@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.core.config import Settings
-from api.routes import ERROR_RESPONSES, Responses
-from api.schemas.common import Envelope, ok
-from api.schemas.health import CacheHealth, DetailedHealth, Liveness, Readiness, SystemHealth
-from api.services import health as health_service
+from api.core.responses import ERROR_RESPONSES, Responses
+from api.core.schemas import Envelope, ok
+from api.health import service as health_service
+from api.health.schemas import CacheHealth, DetailedHealth, Liveness, Readiness, SystemHealth
 
 root_router = APIRouter(tags=["health"])
 router = APIRouter(prefix="/health", tags=["health"], responses={500: ERROR_RESPONSES[500]})

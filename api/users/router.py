@@ -6,12 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
+from api.auth import service as auth_service
+from api.auth.service import Principal
 from api.core.errors import PermissionDenied
 from api.core.permissions import ROLE_NAMES, scope_allows
+from api.core.responses import BAD_REQUEST, CONFLICT, ERROR_RESPONSES, NOT_FOUND
+from api.core.schemas import Envelope, MessageEnvelope, ok
 from api.deps import ClientIP, CurrentPrincipal, CurrentUser, SessionDep, require_permission
-from api.routes import BAD_REQUEST, CONFLICT, ERROR_RESPONSES, NOT_FOUND
-from api.schemas.common import Envelope, MessageEnvelope, ok
-from api.schemas.users import (
+from api.users import service as users_service
+from api.users.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyPublic,
@@ -22,9 +25,6 @@ from api.schemas.users import (
     UserPublic,
     UserUpdate,
 )
-from api.services import auth as auth_service
-from api.services import users as users_service
-from api.services.auth import Principal
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ERROR_RESPONSES)
 

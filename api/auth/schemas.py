@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import EmailStr, Field, field_validator, model_validator
 
+from api.core.schemas import RequestModel, ResponseModel
 from api.core.security import password_problem
-from api.schemas.common import RequestModel, ResponseModel
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import ClientIP, CurrentPrincipal, CurrentUser, SessionDep
-from api.routes import BAD_REQUEST, CONFLICT, ERROR_RESPONSES
-from api.schemas.auth import (
+from api.auth import service as auth_service
+from api.auth.schemas import (
     ChangePasswordRequest,
     LoginRequest,
     LogoutRequest,
@@ -20,9 +19,10 @@ from api.schemas.auth import (
     TwoFactorStatus,
     VerifyEmailRequest,
 )
-from api.schemas.common import Envelope, MessageEnvelope, ok
-from api.schemas.users import UserCreated
-from api.services import auth as auth_service
+from api.core.responses import BAD_REQUEST, CONFLICT, ERROR_RESPONSES
+from api.core.schemas import Envelope, MessageEnvelope, ok
+from api.deps import ClientIP, CurrentPrincipal, CurrentUser, SessionDep
+from api.users.schemas import UserCreated
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses={**ERROR_RESPONSES, **BAD_REQUEST})
 

@@ -8,11 +8,17 @@ from fastapi import APIRouter, Depends, Query, status
 
 from api.auth import service as auth_service
 from api.auth.service import Principal
-from api.core.errors import PermissionDenied
-from api.core.permissions import ROLE_NAMES, scope_allows
+from api.core.permissions import ROLE_NAMES
 from api.core.responses import BAD_REQUEST, CONFLICT, ERROR_RESPONSES, NOT_FOUND
 from api.core.schemas import Envelope, MessageEnvelope, ok
-from api.deps import ClientIP, CurrentPrincipal, CurrentUser, SessionDep, require_permission
+from api.deps import (
+    ClientIP,
+    CurrentUser,
+    LoginSessionUser,
+    SessionDep,
+    require_permission,
+    require_self_or_permission,
+)
 from api.users import service as users_service
 from api.users.schemas import (
     ApiKeyCreate,
@@ -32,6 +38,8 @@ CanViewUsers = Annotated[Principal, Depends(require_permission("users", "view"))
 CanCreateUsers = Annotated[Principal, Depends(require_permission("users", "create"))]
 CanEditUsers = Annotated[Principal, Depends(require_permission("users", "edit"))]
 CanDeleteUsers = Annotated[Principal, Depends(require_permission("users", "delete"))]
+SelfOrCanViewUsers = Annotated[Principal, Depends(require_self_or_permission("users", "view"))]
+SelfOrCanEditUsers = Annotated[Principal, Depends(require_self_or_permission("users", "edit"))]
 
 
 def _public(user: object) -> dict[str, object]:
@@ -44,13 +52,15 @@ def read_me(user: CurrentUser) -> object:
 
 
 @router.get("/me/api-keys", response_model=Envelope[list[ApiKeyPublic]])
-def list_my_api_keys(user: CurrentUser, session: SessionDep) -> object:
+def list_my_api_keys(user: LoginSessionUser, session: SessionDep) -> object:
     keys = auth_service.list_api_keys(session, user)
     return ok([ApiKeyPublic.model_validate(k).model_dump(mode="json") for k in keys])
 
 
 @router.post("/me/api-keys", status_code=status.HTTP_201_CREATED, response_model=Envelope[ApiKeyCreated])
-def create_my_api_key(body: ApiKeyCreate, user: CurrentUser, session: SessionDep, ip: ClientIP) -> object:
+def create_my_api_key(
+    body: ApiKeyCreate, user: LoginSessionUser, session: SessionDep, ip: ClientIP
+) -> object:
     """The key is shown once, in this answer; only its hash is stored. Use it as
     `Authorization: Bearer aetl_...` or `X-API-Key: aetl_...`."""
     row, key = auth_service.create_api_key(
@@ -66,7 +76,7 @@ def create_my_api_key(body: ApiKeyCreate, user: CurrentUser, session: SessionDep
 
 
 @router.delete("/me/api-keys/{key_id}", response_model=Envelope[ApiKeyPublic], responses=NOT_FOUND)
-def revoke_my_api_key(key_id: str, user: CurrentUser, session: SessionDep, ip: ClientIP) -> object:
+def revoke_my_api_key(key_id: str, user: LoginSessionUser, session: SessionDep, ip: ClientIP) -> object:
     row = auth_service.revoke_api_key(session, user, key_id, ip)
     return ok(ApiKeyPublic.model_validate(row).model_dump(mode="json"), "API key revoked")
 
@@ -95,32 +105,17 @@ def create_user(body: UserCreate, admin: CanCreateUsers, session: SessionDep, ip
     return ok(_public(user), "User created")
 
 
-def _self_or(principal: Principal, user_id: str, action: str) -> None:
-    """Own profile, or the users.<action> grant (an API key's scopes apply to both)."""
-    own = principal.user.id == user_id
-    if own and (principal.via == "jwt" or scope_allows(principal.scopes, "users", action)):
-        return
-    if principal.can("users", action):
-        return
-    raise PermissionDenied(
-        f"Permission denied: users.{action}",
-        details={"resource": "users", "action": action, "role": principal.user.role},
-    )
-
-
 @router.get("/{user_id}", response_model=Envelope[UserPublic], responses=NOT_FOUND)
-def get_user(user_id: str, principal: CurrentPrincipal, session: SessionDep) -> object:
+def get_user(user_id: str, _: SelfOrCanViewUsers, session: SessionDep) -> object:
     """Administrators read anyone; others read their own profile."""
-    _self_or(principal, user_id, "view")
     return ok(_public(users_service.get_user(session, user_id)))
 
 
 @router.put("/{user_id}", response_model=Envelope[UserPublic], responses={**NOT_FOUND, **CONFLICT})
 def update_user(
-    user_id: str, body: UserUpdate, principal: CurrentPrincipal, session: SessionDep, ip: ClientIP
+    user_id: str, body: UserUpdate, principal: SelfOrCanEditUsers, session: SessionDep, ip: ClientIP
 ) -> object:
     """Administrators edit anyone (incl. role, is_active); others edit their own profile."""
-    _self_or(principal, user_id, "edit")
     user = users_service.update_user(
         session, principal.user, user_id, body, is_admin=principal.can("users", "edit"), ip=ip
     )

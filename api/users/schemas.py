@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import AliasChoices, EmailStr, Field, field_validator
 
 from api.auth.schemas import Password, Username
@@ -90,7 +92,13 @@ class TemporaryPassword(ResponseModel):
 
 class ApiKeyCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
-    permissions: list[str] = Field(default_factory=list, max_length=50)
+    # no scope would be a key that may do nothing; left out, a key may only read
+    permissions: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=lambda: ["read"],
+        min_length=1,
+        max_length=50,
+        description='scopes: "read", "write", "*", "<resource>:<action>", "<resource>:*"; default ["read"]',
+    )
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
     @field_validator("permissions")

@@ -21,7 +21,7 @@ def test_rate_tiers() -> None:
 
 
 def test_scopes() -> None:
-    assert scope_allows([], "pipelines", "delete")
+    assert not scope_allows([], "pipelines", "delete") and not scope_allows([], "pipelines", "view")
     assert scope_allows(["read"], "pipelines", "view") and scope_allows(["read"], "datamarts", "export")
     assert not scope_allows(["read"], "pipelines", "execute")
     assert scope_allows(["pipelines:execute"], "pipelines", "execute")

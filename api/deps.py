@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.auth.service import Principal, resolve_principal
 from api.core.errors import PermissionDenied
 from api.core.permissions import scope_allows
+from api.core.security import hash_api_key
 from api.db.session import session_scope
 from api.users.models import User
 
@@ -41,6 +42,11 @@ def get_principal(
         session, bearer=bearer.credentials if bearer else None, api_key=api_key or None
     )
     request.state.user_id = principal.user.id
+    verified = getattr(request.app.state, "verified_api_keys", None)
+    if principal.via == "api_key" and verified is not None:
+        # from now on the rate limiter counts this key as its owner, not as its address
+        raw = api_key or (bearer.credentials if bearer else "")
+        verified.remember(hash_api_key(raw), principal.user.id, principal.user.role)
     if principal.via == "api_key" and not principal.scopes:
         raise PermissionDenied(
             "This API key has no scopes, so it may do nothing; create one with the scopes it needs",

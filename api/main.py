@@ -9,11 +9,18 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import APIRouter, FastAPI
 from prometheus_client import PlatformCollector, ProcessCollector
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.auth.router import router as auth_router
 from api.core.config import Settings, get_settings
 from api.core.errors import install_error_handlers
-from api.core.middleware import Metrics, RateLimiter, RequestContextMiddleware, route_list
+from api.core.middleware import (
+    Metrics,
+    RateLimiter,
+    RequestContextMiddleware,
+    VerifiedApiKeys,
+    route_list,
+)
 from api.db.session import get_engine
 from api.health.router import root_router as health_root_router
 from api.health.router import router as health_router
@@ -73,6 +80,7 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
     app.state.dagster_probe_factory = dagster_probe_factory
     app.state.dagster_probe = None
     app.state.rate_limiter = RateLimiter(settings)
+    app.state.verified_api_keys = VerifiedApiKeys()
 
     install_error_handlers(app)
     app.add_middleware(
@@ -81,7 +89,11 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         limiter=app.state.rate_limiter,
         metrics=metrics,
         routes=route_list(app),
+        verified_keys=app.state.verified_api_keys,
     )
+    if settings.trusted_proxies:
+        # outermost: the client address is settled before limits, logs and the activity log see it
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     api = APIRouter(prefix=API_PREFIX)
     for domain_router in (auth_router, users_router, roles_router, health_router):

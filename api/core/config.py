@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     rate_limit_storage: str = Field("memory://", validation_alias="AETL_RATE_LIMIT_STORAGE")
     max_body_bytes: int = Field(10 * 1024 * 1024, validation_alias="AETL_MAX_BODY_BYTES")
     rate_limit_enabled: bool = Field(True, validation_alias="AETL_RATE_LIMIT_ENABLED")
+    # comma-separated addresses/networks of reverse proxies whose X-Forwarded-For is believed;
+    # empty: the peer address is the client (uvicorn runs with --no-proxy-headers)
+    trusted_proxies_raw: str = Field("", validation_alias="AETL_TRUSTED_PROXIES")
 
     # api behaviour
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field("HS256", validation_alias="AETL_JWT_ALGORITHM")
@@ -80,6 +83,10 @@ class Settings(BaseSettings):
     # optional cache / shared state; empty means "not configured" (reported honestly by /health/cache)
     redis_url: str | None = Field(None, validation_alias="AETL_REDIS_URL")
     log_level: str = Field("INFO", validation_alias="AETL_LOG_LEVEL")
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies_raw.split(",") if p.strip()]
 
     @property
     def instance_suffix(self) -> str:

@@ -42,6 +42,8 @@ def _start_uvicorn(env: dict[str, str], port: int, log_path: Path) -> subprocess
                 "127.0.0.1",
                 "--port",
                 str(port),
+                # as the supervisor runs it: the app alone decides whom to believe (AETL_TRUSTED_PROXIES)
+                "--no-proxy-headers",
             ],
             cwd=REPO_ROOT,
             env=env,

@@ -16,7 +16,7 @@ def test_rate_tiers() -> None:
     assert rate_tier(frozenset({"admin"}), "user:u1", "viewer") == "admin"
     assert rate_tier(frozenset(), "user:u1", "admin") == "admin"
     assert rate_tier(frozenset(), "user:u1", "viewer") == "user"
-    assert rate_tier(frozenset(), "key:abc", None) == "user"
+    assert rate_tier(frozenset(), "user:u2", None) == "user"
     assert rate_tier(frozenset(), "ip:127.0.0.1", None) == "anonymous"
 
 

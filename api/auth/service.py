@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.activity.service import log_activity
 from api.auth.models import ApiKey, RefreshToken
+from api.auth.throttle import failed_attempts
 from api.core import security
 from api.core.config import get_settings
 from api.core.errors import (
@@ -128,10 +129,16 @@ def authenticate(
     user = session.scalar(
         select(User).where(or_(func.lower(User.username) == login_l, func.lower(User.email) == login_l))
     )
+    # an unknown name is throttled like an account, so the answers reveal nothing
+    account = user.id if user is not None else f"name:{login_l}"
+    attempts = failed_attempts()
+    attempts.ensure_allowed(account, ip)
     if user is None:
         security.burn_password_check(password)
+        attempts.record_failure(account, ip)
         raise AuthFailed("Incorrect username or password")
     if not security.verify_password(user.hashed_password, password):
+        attempts.record_failure(account, ip)
         log_activity(session, user.id, "auth.login_failed", "user", user.id, ip=ip)
         session.commit()
         raise AuthFailed("Incorrect username or password")
@@ -145,6 +152,7 @@ def authenticate(
                 "Two-factor code required", details={"two_factor_required": True}, field="otp_code"
             )
         if not _accept_totp(user, otp_code):
+            attempts.record_failure(account, ip)
             raise AuthFailed(
                 "Invalid two-factor code", details={"two_factor_required": True}, field="otp_code"
             )
@@ -311,7 +319,10 @@ def resolve_principal(session: Session, *, bearer: str | None, api_key: str | No
 
 
 def change_password(session: Session, user: User, *, current: str, new: str, ip: str | None) -> None:
+    attempts = failed_attempts()
+    attempts.ensure_allowed(user.id, ip)
     if not security.verify_password(user.hashed_password, current):
+        attempts.record_failure(user.id, ip)
         raise BadRequest("Current password is incorrect", field="current_password")
     if current == new:
         raise BadRequest("New password must differ from the current one", field="new_password")
@@ -367,7 +378,10 @@ def _accept_totp(user: User, code: str) -> bool:
 
 def enable_two_factor(session: Session, user: User, code: str, ip: str | None) -> None:
     _current_totp_secret(user)
+    attempts = failed_attempts()
+    attempts.ensure_allowed(user.id, ip)
     if not _accept_totp(user, code):
+        attempts.record_failure(user.id, ip)
         raise BadRequest("Invalid two-factor code", field="code")
     user.totp_enabled = True
     log_activity(session, user.id, "auth.2fa_enabled", "user", user.id, ip=ip)
@@ -379,10 +393,13 @@ def disable_two_factor(
 ) -> None:
     if not user.totp_enabled:
         raise BadRequest("Two-factor authentication is not enabled")
+    attempts = failed_attempts()
+    attempts.ensure_allowed(user.id, ip)
     proven = (password is not None and security.verify_password(user.hashed_password, password)) or (
         code is not None and _accept_totp(user, code)
     )
     if not proven:
+        attempts.record_failure(user.id, ip)
         raise PermissionDenied("Password or two-factor code is incorrect")
     user.totp_enabled = False
     user.totp_secret = None

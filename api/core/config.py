@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     rate_limit_storage: str = Field("memory://", validation_alias="AETL_RATE_LIMIT_STORAGE")
     max_body_bytes: int = Field(10 * 1024 * 1024, validation_alias="AETL_MAX_BODY_BYTES")
     rate_limit_enabled: bool = Field(True, validation_alias="AETL_RATE_LIMIT_ENABLED")
+    # failed logins / 2FA codes before a temporary lock-out (per account, per client address)
+    login_max_failures_per_account: int = Field(
+        10, ge=1, validation_alias="AETL_LOGIN_MAX_FAILURES_PER_ACCOUNT"
+    )
+    login_max_failures_per_address: int = Field(
+        30, ge=1, validation_alias="AETL_LOGIN_MAX_FAILURES_PER_ADDRESS"
+    )
+    login_lockout_seconds: int = Field(900, ge=1, validation_alias="AETL_LOGIN_LOCKOUT_SECONDS")
     # comma-separated addresses/networks of reverse proxies whose X-Forwarded-For is believed;
     # empty: the peer address is the client (uvicorn runs with --no-proxy-headers)
     trusted_proxies_raw: str = Field("", validation_alias="AETL_TRUSTED_PROXIES")

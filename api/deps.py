@@ -118,6 +118,9 @@ def require_permission(resource: str, action: str) -> PermissionCheck:
     return PermissionCheck(resource, action)
 
 
+UserIdPath = Annotated[str, Path(min_length=1, max_length=40, description="user id (`user_...`)")]
+
+
 class SelfOrPermission(PermissionCheck):
     """The caller's own user record (path `user_id`), or the `<resource>.<action>` grant.
 
@@ -125,7 +128,7 @@ class SelfOrPermission(PermissionCheck):
     """
 
     def __call__(  # type: ignore[override]
-        self, principal: CurrentPrincipal, user_id: Annotated[str, Path(min_length=1, max_length=40)]
+        self, principal: CurrentPrincipal, user_id: UserIdPath
     ) -> Principal:
         own = principal.user.id == user_id
         if own and (principal.via == "jwt" or scope_allows(principal.scopes, self.resource, self.action)):

@@ -237,7 +237,7 @@ def totp_match(secret: str, code: str, *, last_counter: int | None = None) -> in
     A step at or before `last_counter` was already used: refusing it makes a code single-use.
     """
     code = code.strip().replace(" ", "")
-    if not code.isdigit() or len(code) != 6:
+    if not (code.isascii() and code.isdigit()) or len(code) != 6:
         return None
     totp = pyotp.TOTP(secret)
     now = int(time.time()) // totp.interval

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from api.auth import service as auth_service
 from api.auth.service import Principal
+from api.core.paging import PagingDep
 from api.core.permissions import ROLE_NAMES
 from api.core.responses import BAD_REQUEST, CONFLICT, ERROR_RESPONSES, NOT_FOUND
 from api.core.schemas import Envelope, MessageEnvelope, ok
@@ -16,6 +18,7 @@ from api.deps import (
     CurrentUser,
     LoginSessionUser,
     SessionDep,
+    UserIdPath,
     require_permission,
     require_self_or_permission,
 )
@@ -31,6 +34,9 @@ from api.users.schemas import (
     UserPublic,
     UserUpdate,
 )
+
+# an enum, so an unknown role is a 422 and the OpenAPI lists the choices
+RoleFilter = StrEnum("RoleFilter", {name: name for name in ROLE_NAMES})  # type: ignore[misc]
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ERROR_RESPONSES)
 
@@ -76,7 +82,12 @@ def create_my_api_key(
 
 
 @router.delete("/me/api-keys/{key_id}", response_model=Envelope[ApiKeyPublic], responses=NOT_FOUND)
-def revoke_my_api_key(key_id: str, user: LoginSessionUser, session: SessionDep, ip: ClientIP) -> object:
+def revoke_my_api_key(
+    key_id: Annotated[str, Path(min_length=1, max_length=40)],
+    user: LoginSessionUser,
+    session: SessionDep,
+    ip: ClientIP,
+) -> object:
     row = auth_service.revoke_api_key(session, user, key_id, ip)
     return ok(ApiKeyPublic.model_validate(row).model_dump(mode="json"), "API key revoked")
 
@@ -85,12 +96,15 @@ def revoke_my_api_key(key_id: str, user: LoginSessionUser, session: SessionDep, 
 def list_users(
     _: CanViewUsers,
     session: SessionDep,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    role: Annotated[str | None, Query(description=f"one of {', '.join(ROLE_NAMES)}")] = None,
+    page: PagingDep,
+    role: Annotated[RoleFilter | None, Query(description="only users with this role")] = None,
 ) -> object:
-    users, total = users_service.list_users(session, skip=skip, limit=limit, role=role)
-    return ok({"items": [_public(u) for u in users], "total": total, "skip": skip, "limit": limit})
+    users, total = users_service.list_users(
+        session, skip=page.offset, limit=page.limit, role=role.value if role else None
+    )
+    return ok(
+        {"items": [_public(u) for u in users], "total": total, "skip": page.offset, "limit": page.limit}
+    )
 
 
 @router.post(
@@ -106,14 +120,14 @@ def create_user(body: UserCreate, admin: CanCreateUsers, session: SessionDep, ip
 
 
 @router.get("/{user_id}", response_model=Envelope[UserPublic], responses=NOT_FOUND)
-def get_user(user_id: str, _: SelfOrCanViewUsers, session: SessionDep) -> object:
+def get_user(user_id: UserIdPath, _: SelfOrCanViewUsers, session: SessionDep) -> object:
     """Administrators read anyone; others read their own profile."""
     return ok(_public(users_service.get_user(session, user_id)))
 
 
 @router.put("/{user_id}", response_model=Envelope[UserPublic], responses={**NOT_FOUND, **CONFLICT})
 def update_user(
-    user_id: str, body: UserUpdate, principal: SelfOrCanEditUsers, session: SessionDep, ip: ClientIP
+    user_id: UserIdPath, body: UserUpdate, principal: SelfOrCanEditUsers, session: SessionDep, ip: ClientIP
 ) -> object:
     """Administrators edit anyone (incl. role, is_active); others edit their own profile."""
     user = users_service.update_user(
@@ -123,13 +137,13 @@ def update_user(
 
 
 @router.delete("/{user_id}", response_model=MessageEnvelope, responses={**NOT_FOUND, **BAD_REQUEST})
-def delete_user(user_id: str, admin: CanDeleteUsers, session: SessionDep, ip: ClientIP) -> object:
+def delete_user(user_id: UserIdPath, admin: CanDeleteUsers, session: SessionDep, ip: ClientIP) -> object:
     users_service.delete_user(session, admin.user, user_id, ip)
     return {"status": "success", "message": "User deleted", "data": {"user_id": user_id}}
 
 
 @router.post("/{user_id}/activate", response_model=Envelope[UserActiveState], responses=NOT_FOUND)
-def activate_user(user_id: str, admin: CanEditUsers, session: SessionDep, ip: ClientIP) -> object:
+def activate_user(user_id: UserIdPath, admin: CanEditUsers, session: SessionDep, ip: ClientIP) -> object:
     user = users_service.set_active(session, admin.user, user_id, True, ip)
     return ok({"user_id": user.id, "is_active": user.is_active}, "User activated successfully")
 
@@ -137,14 +151,16 @@ def activate_user(user_id: str, admin: CanEditUsers, session: SessionDep, ip: Cl
 @router.post(
     "/{user_id}/deactivate", response_model=Envelope[UserActiveState], responses={**NOT_FOUND, **BAD_REQUEST}
 )
-def deactivate_user(user_id: str, admin: CanEditUsers, session: SessionDep, ip: ClientIP) -> object:
+def deactivate_user(user_id: UserIdPath, admin: CanEditUsers, session: SessionDep, ip: ClientIP) -> object:
     """Refused everywhere at once: every token and API key of the user stops working."""
     user = users_service.set_active(session, admin.user, user_id, False, ip)
     return ok({"user_id": user.id, "is_active": user.is_active}, "User deactivated successfully")
 
 
 @router.post("/{user_id}/reset-password", response_model=Envelope[TemporaryPassword], responses=NOT_FOUND)
-def reset_user_password(user_id: str, admin: CanEditUsers, session: SessionDep, ip: ClientIP) -> object:
+def reset_user_password(
+    user_id: UserIdPath, admin: CanEditUsers, session: SessionDep, ip: ClientIP
+) -> object:
     """Generates a temporary password (shown once); the user must change it after logging in."""
     user, temporary = users_service.admin_reset_password(session, admin.user, user_id, ip)
     return ok(

@@ -48,7 +48,7 @@ class UserCreate(RequestModel):
     email: EmailStr = Field(max_length=254)
     password: str = Password()
     full_name: str | None = Field(None, max_length=200)
-    role: str = "viewer"
+    role: str = Field("viewer", max_length=32)
     is_active: bool = True
 
     _role = field_validator("role")(_check_role)
@@ -66,7 +66,7 @@ class UserUpdate(RequestModel):
     email: EmailStr | None = Field(None, max_length=254)
     full_name: str | None = Field(None, max_length=200)
     # admin only; ignored fields are refused rather than silently dropped
-    role: str | None = None
+    role: str | None = Field(None, max_length=32)
     is_active: bool | None = None
 
     _role = field_validator("role")(_check_role)

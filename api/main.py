@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import PlatformCollector, ProcessCollector
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -59,7 +60,8 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
     """A new app over the process's one settings object (other limits = another process/env)."""
     settings = get_settings()
     _configure_logging(settings)
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load their scripts from the app itself, never from a CDN
+    app = FastAPIOffline(
         title="AI-ETL Platform API",
         version=settings.version,
         description=(

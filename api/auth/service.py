@@ -9,7 +9,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import exists, func, or_, select, update
@@ -163,10 +163,21 @@ def authenticate(
     return user
 
 
+def _session_started(session: Session, family_id: str) -> datetime | None:
+    return session.scalar(
+        select(func.min(RefreshToken.created_at)).where(RefreshToken.family_id == family_id)
+    )
+
+
 def issue_tokens(session: Session, user: User, family_id: str | None = None) -> dict[str, object]:
-    """A new access + refresh pair; the refresh jti is stored so it can be rotated and revoked."""
+    """A new access + refresh pair; the refresh jti is stored so it can be rotated and revoked.
+
+    Rotation never extends a session past AETL_SESSION_MAX_DAYS from its login.
+    """
     family = family_id or uuid.uuid4().hex
-    refresh = security.create_refresh_token(user_id=user.id, family_id=family)
+    started = _session_started(session, family) if family_id else None
+    session_end = (started or security.utcnow()) + timedelta(days=get_settings().session_max_days)
+    refresh = security.create_refresh_token(user_id=user.id, family_id=family, not_after=session_end)
     session.add(
         RefreshToken(jti=refresh.jti, user_id=user.id, family_id=family, expires_at=refresh.expires_at)
     )
@@ -225,6 +236,12 @@ def refresh(session: Session, refresh_token: str) -> dict[str, object]:
         raise InvalidToken(
             "Refresh token already used or revoked; session ended", details={"reason": "refresh_token_reuse"}
         )
+    started = _session_started(session, row.family_id)
+    max_age = timedelta(days=get_settings().session_max_days)
+    if started is not None and security.utcnow() - started >= max_age:
+        _revoke_family(session, row.family_id)
+        session.commit()
+        raise InvalidToken("Session too old; log in again", details={"reason": "session_max_age"})
     user = session.get(User, row.user_id)
     if user is None:
         raise InvalidToken("Invalid refresh token")
@@ -278,23 +295,32 @@ def principal_from_access_token(session: Session, token: str) -> Principal:
         raise InvalidToken()
     user = _active(user)
     sid = claims.get("sid")
-    if sid:
-        live = session.scalar(
-            select(
-                exists().where(
-                    RefreshToken.family_id == sid,
-                    RefreshToken.revoked_at.is_(None),
-                    RefreshToken.expires_at > security.utcnow(),
-                )
+    if not sid:
+        # every access token we issue belongs to a session; one without cannot be logged out
+        raise InvalidToken("Access token without a session")
+    live = session.scalar(
+        select(
+            exists().where(
+                RefreshToken.family_id == sid,
+                RefreshToken.revoked_at.is_(None),
+                RefreshToken.expires_at > security.utcnow(),
             )
         )
-        if not live:
-            raise InvalidToken("Session has ended")
+    )
+    if not live:
+        raise InvalidToken("Session has ended")
     return Principal(user=user, via="jwt", session_id=sid)
 
 
 def principal_from_api_key(session: Session, key: str) -> Principal:
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == security.hash_api_key(key)))
+    key_hash = security.hash_api_key(key)
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+    if row is None:
+        # keys made before AETL_API_KEY_HASH_KEY were hashed with the JWT secret: re-hash on first use
+        row = session.scalar(select(ApiKey).where(ApiKey.key_hash == security.legacy_api_key_hash(key)))
+        if row is not None:
+            row.key_hash = key_hash
+            session.commit()
     now = security.utcnow()
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         raise InvalidToken("Invalid or revoked API key")

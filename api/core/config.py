@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     encryption_key: SecretStr = Field(SecretStr(DEV_ENCRYPTION_KEY), validation_alias="AETL_ENCRYPTION_KEY")
     access_token_minutes: int = Field(60, validation_alias="AETL_ACCESS_TOKEN_MINUTES")
     refresh_token_days: int = Field(14, validation_alias="AETL_REFRESH_TOKEN_DAYS")
+    # absolute lifetime of a login session: refresh rotation never extends it past this
+    session_max_days: float = Field(30, gt=0, validation_alias="AETL_SESSION_MAX_DAYS")
+    # HMAC key of stored API-key hashes; empty: derived from AETL_ENCRYPTION_KEY (not the JWT secret)
+    api_key_hash_key: SecretStr = Field(SecretStr(""), validation_alias="AETL_API_KEY_HASH_KEY")
     self_registration_role: str = Field("viewer", validation_alias="AETL_SELF_REGISTRATION_ROLE")
 
     # first admin (created once at start-up, never overwritten)

@@ -33,8 +33,12 @@ from api.core.errors import PayloadTooLarge, RateLimitExceeded, app_error_respon
 access_log = logging.getLogger("api.access")
 logger = logging.getLogger("api.middleware")
 
-# never counted against a limit (probes, docs); they still carry the headers
-UNLIMITED_PREFIXES = ("/health", "/api/v1/health", "/docs", "/redoc", "/openapi.json")
+# never counted against a limit: liveness probes (they call nothing) and the docs; they still carry
+# the headers. Health checks that call other services spend the caller's budget like any route.
+UNLIMITED_PATHS = frozenset(
+    {"/health", "/health/live", "/api/v1/health/live", "/docs", "/redoc", "/openapi.json"}
+)
+UNLIMITED_PREFIXES = ("/docs/", "/static-offline-docs/")
 GENERATION_TAG, ADMIN_TAG = "generation", "admin"
 
 
@@ -191,7 +195,8 @@ class RequestContextMiddleware:
     async def _rate_decision(self, scope: Scope, headers: Headers, tags: frozenset[str]) -> RateDecision:
         identity, role = caller_identity(headers, scope.get("client"), self.verified_keys)
         tier = rate_tier(tags, identity, role)
-        count = not scope["path"].startswith(UNLIMITED_PREFIXES)
+        path = scope["path"]
+        count = path not in UNLIMITED_PATHS and not path.startswith(UNLIMITED_PREFIXES)
         return await self.limiter.decide(tier, identity, count=count)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

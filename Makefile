@@ -4,19 +4,31 @@ SHELL := /bin/bash
 UV_VERSION ?= 0.13.8
 VENV := .venv
 PY := $(VENV)/bin/python
+# where uv is installed when the system Python refuses pip (PEP 668, e.g. Debian/Ubuntu)
+BOOTSTRAP ?= .data/.bootstrap
 export UV_PYTHON_DOWNLOADS := never
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export DAGSTER_DISABLE_TELEMETRY := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install setup run test lint bench clean
+.PHONY: install setup run test lint bench clean uv
 
 install: $(VENV)/.synced
 
 $(VENV)/.synced: pyproject.toml uv.lock
-	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	python3 -m uv sync --frozen --python python3.11
+	@$$($(MAKE) -s --no-print-directory uv) sync --frozen --python python3.11
 	@touch $@
+
+# prints the command that runs uv, installing it first if needed: python3 -m uv, else pip, else
+# (externally managed Python) a small venv in $(BOOTSTRAP), else pip --user --break-system-packages
+uv:
+	@if python3 -m uv --version >/dev/null 2>&1; then echo "python3 -m uv"; \
+	elif [ -x "$(BOOTSTRAP)/bin/uv" ]; then echo "$(BOOTSTRAP)/bin/uv"; \
+	elif python3 -m pip install --quiet "uv==$(UV_VERSION)" >&2 2>/dev/null; then echo "python3 -m uv"; \
+	elif python3 -m venv "$(BOOTSTRAP)" >&2 && "$(BOOTSTRAP)/bin/python" -m pip install --quiet "uv==$(UV_VERSION)" >&2; \
+	then echo "$(BOOTSTRAP)/bin/uv"; \
+	elif python3 -m pip install --quiet --user --break-system-packages "uv==$(UV_VERSION)" >&2; then echo "python3 -m uv"; \
+	else echo "cannot install uv: install it (https://docs.astral.sh/uv/) and run make again" >&2; exit 1; fi
 
 setup: install
 	$(PY) -m orchestration.stack setup

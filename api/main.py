@@ -8,14 +8,26 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import PlatformCollector, ProcessCollector
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from api.auth.router import router as auth_router
 from api.core.config import Settings, get_settings
 from api.core.errors import install_error_handlers
-from api.core.middleware import Metrics, RateLimiter, RequestContextMiddleware, route_list
+from api.core.middleware import (
+    Metrics,
+    RateLimiter,
+    RequestContextMiddleware,
+    VerifiedApiKeys,
+    route_list,
+)
 from api.db.session import get_engine
-from api.routes import auth, health, roles, users
-from api.services.health import DagsterProbe, dagster_probe
+from api.health.router import root_router as health_root_router
+from api.health.router import router as health_router
+from api.health.service import DagsterProbe, dagster_probe
+from api.roles.router import router as roles_router
+from api.users.router import router as users_router
 
 API_PREFIX = "/api/v1"
 
@@ -48,7 +60,8 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
     """A new app over the process's one settings object (other limits = another process/env)."""
     settings = get_settings()
     _configure_logging(settings)
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load their scripts from the app itself, never from a CDN
+    app = FastAPIOffline(
         title="AI-ETL Platform API",
         version=settings.version,
         description=(
@@ -69,6 +82,7 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
     app.state.dagster_probe_factory = dagster_probe_factory
     app.state.dagster_probe = None
     app.state.rate_limiter = RateLimiter(settings)
+    app.state.verified_api_keys = VerifiedApiKeys()
 
     install_error_handlers(app)
     app.add_middleware(
@@ -77,12 +91,15 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         limiter=app.state.rate_limiter,
         metrics=metrics,
         routes=route_list(app),
+        verified_keys=app.state.verified_api_keys,
     )
+    if settings.trusted_proxies:
+        # outermost: the client address is settled before limits, logs and the activity log see it
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, users, roles):
-        api.include_router(module.router)
-    api.include_router(health.router)
-    app.include_router(health.root_router)
+    for domain_router in (auth_router, users_router, roles_router, health_router):
+        api.include_router(domain_router)
+    app.include_router(health_root_router)
     app.include_router(api)
     return app

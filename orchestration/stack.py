@@ -186,7 +186,7 @@ class Stack:
             wave.append(Component(
                 "api",
                 [str(BIN / "uvicorn"), "api.main:create_app", "--factory", "--host", host,
-                 "--port", str(settings.api_port), "--no-access-log"],
+                 "--port", str(settings.api_port), "--no-access-log", "--no-proxy-headers"],
                 lambda: http_ok(f"{self.api_url}/health"),
             ))  # fmt: skip
         return wave

@@ -47,9 +47,36 @@ def test_admin_from_settings_can_log_in(stack: Stack) -> None:
     assert me.json()["username"] == settings.admin_username
 
 
+def _api_login(stack: Stack) -> dict[str, str]:
+    settings = stack.settings
+    response = httpx.post(
+        f"{stack.api_url}/api/v1/auth/login",
+        json={"username": settings.admin_username, "password": settings.admin_password.get_secret_value()},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def _api_reports_dagster_healthy(stack: Stack, headers: dict[str, str]) -> dict[str, object]:
+    """The API's own view of Dagster (GraphQL through api.dagster_client), as a logged-in admin."""
+    report = httpx.get(f"{stack.api_url}/api/v1/health", headers=headers, timeout=30)
+    assert report.status_code == 200, report.text
+    components = report.json()["data"]["components"]
+    for name in ("database", "clickhouse", "dagster", "dagster_daemon"):
+        assert components[name]["status"] == "healthy", components
+    assert all(components["dagster_daemon"].get("daemons", {}).values()), components["dagster_daemon"]
+    return dict(components["dagster"])
+
+
 def test_warehouse_and_datamart_jobs_run_through_dagster_into_the_warehouse(stack: Stack) -> None:
+    # through the API first: log in, and the API sees Dagster and its daemon up (no run routes yet:
+    # the pipelines issue adds them and launches these runs through the API)
+    headers = _api_login(stack)
+    dagster_seen_by_api = _api_reports_dagster_healthy(stack, headers)
     warehouse = clickhouse_connect.get_client(dsn=stack.settings.clickhouse_url)
     with DagsterClient(stack.settings.dagster_url) as dagster:
+        assert dagster_seen_by_api.get("version") == dagster.ping()
         run_id = dagster.launch_run("warehouse_job", tags={"aetl/test": "end_to_end"})
         assert wait_for_run(dagster, run_id) == RunStatus.SUCCESS
         days = int(warehouse.command("SELECT count() FROM default.calendar_days"))
@@ -64,3 +91,8 @@ def test_warehouse_and_datamart_jobs_run_through_dagster_into_the_warehouse(stac
     marts = warehouse.query("SELECT name FROM system.tables WHERE name = 'orders_daily'").result_rows
     assert marts == [("orders_daily",)]
     warehouse.close()
+    # after two runs the same session still works and the API still sees a healthy Dagster
+    assert (
+        httpx.get(f"{stack.api_url}/api/v1/users/me", headers=headers, timeout=30).json()["role"] == "admin"
+    )
+    _api_reports_dagster_healthy(stack, headers)

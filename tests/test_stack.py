@@ -38,12 +38,12 @@ def second_stack_settings(tmp_path: Path) -> Iterator[Settings]:
     drop_pg_database(settings.dagster_pg_url)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.3) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.3)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -76,7 +76,9 @@ def test_run_starts_everything_and_sigterm_leaves_no_process_or_lock(second_stac
     with log_path.open("wb") as log_file:
         supervisor = start_supervisor(settings, log_file)
         try:
-            wait_for(lambda: healthy(api_url) or supervisor.poll() is not None, 240, "stack healthy")
+            # /health/detailed spends the anonymous budget (100/min): poll it under that rate
+            up = lambda: healthy(api_url) or supervisor.poll() is not None  # noqa: E731
+            wait_for(up, 240, "stack healthy", interval=0.8)
             assert supervisor.poll() is None, log_path.read_text()[-3000:]
             assert httpx.get(f"{settings.clickhouse_url}/ping").text == "Ok.\n"
             assert httpx.get(f"{settings.dagster_url}/server_info").status_code == 200
@@ -113,7 +115,9 @@ def test_a_dying_component_stops_the_whole_stack(second_stack_settings: Settings
         supervisor = start_supervisor(settings, log_file)
         try:
             api_url = f"http://127.0.0.1:{settings.api_port}"
-            wait_for(lambda: healthy(api_url) or supervisor.poll() is not None, 240, "stack healthy")
+            # /health/detailed spends the anonymous budget (100/min): poll it under that rate
+            up = lambda: healthy(api_url) or supervisor.poll() is not None  # noqa: E731
+            wait_for(up, 240, "stack healthy", interval=0.8)
             assert supervisor.poll() is None, log_path.read_text()[-3000:]
             tree = psutil.Process(supervisor.pid).children(recursive=True)
             warehouse = next(p for p in tree if "orchestration.warehouse.server" in " ".join(p.cmdline()))

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     encryption_key: SecretStr = Field(SecretStr(DEV_ENCRYPTION_KEY), validation_alias="AETL_ENCRYPTION_KEY")
     access_token_minutes: int = Field(60, validation_alias="AETL_ACCESS_TOKEN_MINUTES")
     refresh_token_days: int = Field(14, validation_alias="AETL_REFRESH_TOKEN_DAYS")
+    # absolute lifetime of a login session: refresh rotation never extends it past this
+    session_max_days: float = Field(30, gt=0, validation_alias="AETL_SESSION_MAX_DAYS")
+    # HMAC key of stored API-key hashes; empty: derived from AETL_ENCRYPTION_KEY (not the JWT secret)
+    api_key_hash_key: SecretStr = Field(SecretStr(""), validation_alias="AETL_API_KEY_HASH_KEY")
     self_registration_role: str = Field("viewer", validation_alias="AETL_SELF_REGISTRATION_ROLE")
 
     # first admin (created once at start-up, never overwritten)
@@ -72,6 +76,17 @@ class Settings(BaseSettings):
     rate_limit_storage: str = Field("memory://", validation_alias="AETL_RATE_LIMIT_STORAGE")
     max_body_bytes: int = Field(10 * 1024 * 1024, validation_alias="AETL_MAX_BODY_BYTES")
     rate_limit_enabled: bool = Field(True, validation_alias="AETL_RATE_LIMIT_ENABLED")
+    # failed logins / 2FA codes before a temporary lock-out (per account, per client address)
+    login_max_failures_per_account: int = Field(
+        10, ge=1, validation_alias="AETL_LOGIN_MAX_FAILURES_PER_ACCOUNT"
+    )
+    login_max_failures_per_address: int = Field(
+        30, ge=1, validation_alias="AETL_LOGIN_MAX_FAILURES_PER_ADDRESS"
+    )
+    login_lockout_seconds: int = Field(900, ge=1, validation_alias="AETL_LOGIN_LOCKOUT_SECONDS")
+    # comma-separated addresses/networks of reverse proxies whose X-Forwarded-For is believed;
+    # empty: the peer address is the client (uvicorn runs with --no-proxy-headers)
+    trusted_proxies_raw: str = Field("", validation_alias="AETL_TRUSTED_PROXIES")
 
     # api behaviour
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field("HS256", validation_alias="AETL_JWT_ALGORITHM")
@@ -80,6 +95,10 @@ class Settings(BaseSettings):
     # optional cache / shared state; empty means "not configured" (reported honestly by /health/cache)
     redis_url: str | None = Field(None, validation_alias="AETL_REDIS_URL")
     log_level: str = Field("INFO", validation_alias="AETL_LOG_LEVEL")
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies_raw.split(",") if p.strip()]
 
     @property
     def instance_suffix(self) -> str:

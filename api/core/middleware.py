@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from limits import RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.routing import Match, Route
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.core import security
@@ -30,8 +33,12 @@ from api.core.errors import PayloadTooLarge, RateLimitExceeded, app_error_respon
 access_log = logging.getLogger("api.access")
 logger = logging.getLogger("api.middleware")
 
-# never counted against a limit (probes, docs); they still carry the headers
-UNLIMITED_PREFIXES = ("/health", "/api/v1/health", "/docs", "/redoc", "/openapi.json")
+# never counted against a limit: liveness probes (they call nothing) and the docs; they still carry
+# the headers. Health checks that call other services spend the caller's budget like any route.
+UNLIMITED_PATHS = frozenset(
+    {"/health", "/health/live", "/api/v1/health/live", "/docs", "/redoc", "/openapi.json"}
+)
+UNLIMITED_PREFIXES = ("/docs/", "/static-offline-docs/")
 GENERATION_TAG, ADMIN_TAG = "generation", "admin"
 
 
@@ -101,14 +108,39 @@ class RateLimiter:
         return RateDecision(item.amount, stats.remaining, stats.reset_time, allowed, tier)
 
 
-def caller_identity(headers: Headers, client: tuple[str, int] | None) -> tuple[str, str | None]:
-    """(identity, role) from the credential without touching the database."""
+class VerifiedApiKeys:
+    """Hashes of API keys the auth layer has accepted -> (user id, role), most recent first.
+
+    The rate limiter runs before the database is asked who a key belongs to; a key counts as an
+    identity of its own only once it has been verified, so a random key is just its address.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._known: OrderedDict[str, tuple[str, str]] = OrderedDict()
+
+    def remember(self, key_hash: str, user_id: str, role: str) -> None:
+        self._known[key_hash] = (user_id, role)
+        self._known.move_to_end(key_hash)
+        while len(self._known) > self.capacity:
+            self._known.popitem(last=False)
+
+    def owner(self, key_hash: str) -> tuple[str, str] | None:
+        return self._known.get(key_hash)
+
+
+def caller_identity(
+    headers: Headers, client: tuple[str, int] | None, verified_keys: VerifiedApiKeys
+) -> tuple[str, str | None]:
+    """(identity, role) of a verified credential (signed token, known key), else the address."""
     api_key = headers.get("x-api-key")
     auth = headers.get("authorization", "")
     bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
     if api_key or security.looks_like_api_key(bearer):
-        return "key:" + security.hash_api_key(api_key or bearer)[:24], None
-    if bearer:
+        owner = verified_keys.owner(security.hash_api_key(api_key or bearer))
+        if owner:
+            return f"user:{owner[0]}", owner[1]
+    elif bearer:
         claims = security.peek_access_claims(bearer)
         if claims:
             return f"user:{claims['sub']}", claims.get("role")
@@ -132,32 +164,39 @@ class RequestContextMiddleware:
         settings: Settings,
         limiter: RateLimiter,
         metrics: Metrics,
-        routes: Callable[[], list[Any]],
+        routes: Callable[[], list[RouteInfo]],
+        verified_keys: VerifiedApiKeys,
     ) -> None:
         self.app = app
         self.settings = settings
         self.limiter = limiter
         self.metrics = metrics
         self.routes = routes
+        self.verified_keys = verified_keys
         self._route_info = lru_cache(maxsize=4096)(self._match_route)
 
     def _match_route(self, method: str, path: str) -> tuple[str, frozenset[str]]:
         """(route template for metrics/logs, tags) of the route a request goes to."""
-        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
         partial: tuple[str, frozenset[str]] | None = None
         for route in self.routes():
-            match, _ = route.matches(scope)
-            info = (getattr(route, "path", path), frozenset(getattr(route, "tags", None) or ()))
-            if match == Match.FULL:
+            if not route.regex.match(path):
+                continue
+            info = (route.path, route.tags)
+            if (
+                route.methods is None
+                or method in route.methods
+                or (method == "HEAD" and "GET" in route.methods)
+            ):
                 return info
-            if match == Match.PARTIAL and partial is None:
+            if partial is None:
                 partial = info
         return partial or ("<unmatched>", frozenset())
 
     async def _rate_decision(self, scope: Scope, headers: Headers, tags: frozenset[str]) -> RateDecision:
-        identity, role = caller_identity(headers, scope.get("client"))
+        identity, role = caller_identity(headers, scope.get("client"), self.verified_keys)
         tier = rate_tier(tags, identity, role)
-        count = not scope["path"].startswith(UNLIMITED_PREFIXES)
+        path = scope["path"]
+        count = path not in UNLIMITED_PATHS and not path.startswith(UNLIMITED_PREFIXES)
         return await self.limiter.decide(tier, identity, count=count)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -268,5 +307,28 @@ class RequestContextMiddleware:
         return replay
 
 
-def route_list(app: Any) -> Callable[[], list[Route]]:
-    return lambda: list(app.router.routes)
+@dataclass(frozen=True)
+class RouteInfo:
+    path: str  # the template, e.g. /api/v1/users/{user_id}: one metrics label per route
+    tags: frozenset[str]
+    methods: frozenset[str] | None
+    regex: re.Pattern[str]
+
+
+def route_list(app: Any) -> Callable[[], list[RouteInfo]]:
+    """Every route with its full path and tags (included routers flattened), built on first use."""
+    cache: list[RouteInfo] = []
+
+    def routes() -> list[RouteInfo]:
+        if not cache:
+            for route in iter_route_contexts(app.router.routes):
+                path = route.path
+                if not path:
+                    continue
+                regex, _, _ = compile_path(path)
+                methods = route.methods
+                tags = frozenset(getattr(route, "tags", None) or ())
+                cache.append(RouteInfo(path, tags, frozenset(methods) if methods else None, regex))
+        return cache
+
+    return routes

@@ -177,10 +177,10 @@ def scope_allows(scopes: list[str] | None, resource: str, action: str) -> bool:
     """Whether an API key's scopes allow an action (the user's role must allow it too).
 
     Accepted scopes: "*"/"write"/"admin" (everything the user may do), "read" (view-like actions),
-    "<resource>:<action>", "<resource>:*".
+    "<resource>:<action>", "<resource>:*". No scopes allow nothing: a key is never wider than it says.
     """
     if not scopes:
-        return True
+        return False
     for scope in scopes:
         if scope in ("*", "write", "admin"):
             return True

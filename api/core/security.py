@@ -128,9 +128,11 @@ def create_access_token(
     return IssuedToken(_encode(claims), jti, expires)
 
 
-def create_refresh_token(*, user_id: str, family_id: str) -> IssuedToken:
+def create_refresh_token(*, user_id: str, family_id: str, not_after: datetime | None = None) -> IssuedToken:
     now = utcnow()
     expires = now + timedelta(days=get_settings().refresh_token_days)
+    if not_after is not None:
+        expires = min(expires, not_after)
     jti = uuid.uuid4().hex
     claims = {"sub": user_id, "type": "refresh", "fam": family_id, "jti": jti, "iat": now, "exp": expires}
     return IssuedToken(_encode(claims), jti, expires)
@@ -183,8 +185,28 @@ class NewApiKey:
     key_hash: str
 
 
+@lru_cache(maxsize=4)
+def _api_key_hash_key(explicit: str, encryption_key: str) -> bytes:
+    """AETL_API_KEY_HASH_KEY, else derived from the encryption key: never the JWT secret, so
+    rotating the JWT secret (which logs everyone out) leaves API keys working."""
+    if explicit:
+        return explicit.encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"aetl", info=b"api-key-hash").derive(
+        encryption_key.encode()
+    )
+
+
 def hash_api_key(key: str) -> str:
     # keys carry 256 random bits, so a keyed fast hash is enough (argon2 would only add latency)
+    settings = get_settings()
+    secret = _api_key_hash_key(
+        settings.api_key_hash_key.get_secret_value(), settings.encryption_key.get_secret_value()
+    )
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+
+
+def legacy_api_key_hash(key: str) -> str:
+    """How keys were hashed before they had a key of their own (with the JWT secret)."""
     return hmac.new(_secret().encode(), key.encode(), hashlib.sha256).hexdigest()
 
 
@@ -237,7 +259,7 @@ def totp_match(secret: str, code: str, *, last_counter: int | None = None) -> in
     A step at or before `last_counter` was already used: refusing it makes a code single-use.
     """
     code = code.strip().replace(" ", "")
-    if not code.isdigit() or len(code) != 6:
+    if not (code.isascii() and code.isdigit()) or len(code) != 6:
         return None
     totp = pyotp.TOTP(secret)
     now = int(time.time()) // totp.interval

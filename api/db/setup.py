@@ -15,8 +15,8 @@ from sqlalchemy import or_, select
 
 from api.core.config import REPO_ROOT, get_settings
 from api.core.security import hash_password
-from api.db.models import User
 from api.db.session import new_session
+from api.users.models import User
 from orchestration.lib.pg import database_name, ensure_pg_database
 
 logger = logging.getLogger("api.db.setup")

@@ -26,7 +26,7 @@ from api.core.config import REPO_ROOT, get_settings  # noqa: E402
 from orchestration.lib.pg import drop_pg_database  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
-SERVER_START_TIMEOUT = 60.0
+SERVER_START_TIMEOUT = 180.0  # 2 cores shared by several stacks: start-up can take a minute
 
 
 def _start_uvicorn(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -42,6 +42,8 @@ def _start_uvicorn(env: dict[str, str], port: int, log_path: Path) -> subprocess
                 "127.0.0.1",
                 "--port",
                 str(port),
+                # as the supervisor runs it: the app alone decides whom to believe (AETL_TRUSTED_PROXIES)
+                "--no-proxy-headers",
             ],
             cwd=REPO_ROOT,
             env=env,
@@ -88,6 +90,8 @@ def base_env(database_url: str, secret_key: str, **overrides: str) -> dict[str, 
         "AETL_RATE_LIMIT_ADMIN": "100000",
         "AETL_RATE_LIMIT_GENERATION": "100000",
         "AETL_HEALTH_TIMEOUT_SECONDS": "1.5",
+        # every test calls from 127.0.0.1: only the lock-out tests want the per-address limit
+        "AETL_LOGIN_MAX_FAILURES_PER_ADDRESS": "100000",
         "AETL_MAX_BODY_BYTES": str(2 * 1024 * 1024),
     }
     env.pop("AETL_REDIS_URL", None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from api_helpers import ApiServer
+from api_helpers import ApiServer, bearer
 
 
 def test_liveness(client: httpx.Client) -> None:
@@ -31,18 +31,18 @@ def test_detailed_reports_down_components_as_503(client: httpx.Client, api_serve
     assert api_server.env["CLICKHOUSE_URL"] not in response.text  # no URLs or error texts leak
 
 
-def test_v1_health_family(client: httpx.Client) -> None:
+def test_v1_health_family(client: httpx.Client, admin_token: str) -> None:
     health = client.get("/api/v1/health")
     assert health.status_code == 200 and health.json()["data"]["status"] == "unhealthy"
     assert client.get("/api/v1/health/live").json()["data"]["status"] == "healthy"
     ready = client.get("/api/v1/health/ready")
     assert ready.status_code == 200 and ready.json()["data"]["ready"] is True
-    database = client.get("/api/v1/health/database").json()["data"]
+    database = client.get("/api/v1/health/database", headers=bearer(admin_token)).json()["data"]
     assert database["status"] == "healthy" and database["type"] == "postgresql"
-    cache = client.get("/api/v1/health/cache").json()["data"]
+    cache = client.get("/api/v1/health/cache", headers=bearer(admin_token)).json()["data"]
     assert cache["status"] == "not_configured" and cache["backend"] == "memory"
-    system = client.get("/api/v1/health/system").json()["data"]
+    system = client.get("/api/v1/health/system", headers=bearer(admin_token)).json()["data"]
     assert system["cpu"]["count"] >= 1 and system["memory"]["total_bytes"] > 0
-    metrics = client.get("/api/v1/health/metrics")
+    metrics = client.get("/api/v1/health/metrics", headers=bearer(admin_token))
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert "aetl_http_requests_total" in metrics.text and "process_resident_memory_bytes" in metrics.text

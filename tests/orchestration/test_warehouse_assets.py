@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 from dagster import AssetKey, DagsterInstance, materialize
 
 from orchestration.dbt import dbt_executable, prepare_dbt_manifest
@@ -98,7 +99,7 @@ def test_replace_table_swaps_in_new_rows_and_keeps_old_ones_on_failure(
     assert warehouse_client.query(count).result_rows == [(2,)]
 
     broken = pa.record_batch({"id": pa.array(["not a number"]), "name": ["x"]})
-    with pytest.raises(Exception):  # noqa: B017 - whatever the server's error, the old rows must stay
+    with pytest.raises(DatabaseError):  # the server refuses the text in a UInt32 column
         resource.replace_table("items", ddl, [batches[1], broken])
     assert warehouse_client.query(count).result_rows == [(2,)]
     tables = warehouse_client.query(f"SELECT name FROM system.tables WHERE database = '{warehouse_database}'")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from api.schemas.common import UTCDateTime
+from api.core.schemas import UTCDateTime
 
 
 class Liveness(BaseModel):

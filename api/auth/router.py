@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import ClientIP, CurrentPrincipal, CurrentUser, SessionDep
-from api.routes import BAD_REQUEST, CONFLICT, ERROR_RESPONSES
-from api.schemas.auth import (
+from api.auth import service as auth_service
+from api.auth.schemas import (
     ChangePasswordRequest,
     LoginRequest,
     LogoutRequest,
@@ -20,9 +19,10 @@ from api.schemas.auth import (
     TwoFactorStatus,
     VerifyEmailRequest,
 )
-from api.schemas.common import Envelope, MessageEnvelope, ok
-from api.schemas.users import UserCreated
-from api.services import auth as auth_service
+from api.core.responses import BAD_REQUEST, CONFLICT, ERROR_RESPONSES
+from api.core.schemas import Envelope, MessageEnvelope, ok
+from api.deps import ClientIP, LoginSessionPrincipal, LoginSessionUser, SessionDep
+from api.users.schemas import UserCreated
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses={**ERROR_RESPONSES, **BAD_REQUEST})
 
@@ -54,7 +54,7 @@ def refresh(body: RefreshRequest, session: SessionDep) -> object:
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 def logout(
-    principal: CurrentPrincipal, session: SessionDep, ip: ClientIP, body: LogoutRequest | None = None
+    principal: LoginSessionPrincipal, session: SessionDep, ip: ClientIP, body: LogoutRequest | None = None
 ) -> Response:
     """Ends this session (its access and refresh tokens); `all_sessions` ends every session."""
     body = body or LogoutRequest(refresh_token=None, all_sessions=False)
@@ -66,7 +66,7 @@ def logout(
 
 @router.post("/change-password", response_model=MessageEnvelope)
 def change_password(
-    body: ChangePasswordRequest, user: CurrentUser, session: SessionDep, ip: ClientIP
+    body: ChangePasswordRequest, user: LoginSessionUser, session: SessionDep, ip: ClientIP
 ) -> object:
     """Changes the caller's password; every session ends (log in again with the new password)."""
     auth_service.change_password(session, user, current=body.current_password, new=body.new_password, ip=ip)
@@ -100,7 +100,7 @@ def verify_email(body: VerifyEmailRequest, session: SessionDep) -> object:
 
 
 @router.post("/2fa/setup", response_model=Envelope[TwoFactorSetup], responses=CONFLICT)
-def two_factor_setup(user: CurrentUser, session: SessionDep) -> object:
+def two_factor_setup(user: LoginSessionUser, session: SessionDep) -> object:
     """New TOTP secret (stored encrypted); 2FA is on only after `/2fa/verify` with a code."""
     return ok(
         auth_service.setup_two_factor(session, user),
@@ -109,14 +109,16 @@ def two_factor_setup(user: CurrentUser, session: SessionDep) -> object:
 
 
 @router.post("/2fa/verify", response_model=Envelope[TwoFactorStatus])
-def two_factor_verify(body: TwoFactorCode, user: CurrentUser, session: SessionDep, ip: ClientIP) -> object:
+def two_factor_verify(
+    body: TwoFactorCode, user: LoginSessionUser, session: SessionDep, ip: ClientIP
+) -> object:
     auth_service.enable_two_factor(session, user, body.value, ip)
     return ok({"two_factor_enabled": True}, "Two-factor authentication enabled")
 
 
 @router.post("/2fa/disable", response_model=Envelope[TwoFactorStatus])
 def two_factor_disable(
-    body: TwoFactorDisable, user: CurrentUser, session: SessionDep, ip: ClientIP
+    body: TwoFactorDisable, user: LoginSessionUser, session: SessionDep, ip: ClientIP
 ) -> object:
     auth_service.disable_two_factor(
         session, user, password=body.password, code=body.code or body.otp_code, ip=ip

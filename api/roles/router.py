@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
+from api.auth.service import Principal
 from api.core.errors import NotFound
 from api.core.permissions import ROLE_NAMES, ROLES, Role, get_role
+from api.core.responses import ERROR_RESPONSES, NOT_FOUND
+from api.core.schemas import Envelope, ok
 from api.deps import CurrentPrincipal, CurrentUser, require_permission
-from api.routes import ERROR_RESPONSES, NOT_FOUND
-from api.schemas.common import Envelope, ok
-from api.schemas.roles import FeatureAccess, RoleDetail, RolePermissions, RoleSummary
-from api.services.auth import Principal
+from api.roles.schemas import FeatureAccess, RoleDetail, RolePermissions, RoleSummary
 
 router = APIRouter(prefix="/roles", tags=["roles"], responses=ERROR_RESPONSES)
 

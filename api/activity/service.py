@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from api.activity.models import ActivityLog
 from api.core.context import get_request_id
-from api.db.models import ActivityLog
 
 
 def log_activity(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import AliasChoices, EmailStr, Field, field_validator
 
+from api.auth.schemas import Password, Username
 from api.core.permissions import ROLE_NAMES, valid_scope
+from api.core.schemas import RequestModel, ResponseModel, UTCDateTime
 from api.core.security import password_problem
-from api.schemas.auth import Password, Username
-from api.schemas.common import RequestModel, ResponseModel, UTCDateTime
 
 
 def _check_role(value: str | None) -> str | None:
@@ -46,7 +48,7 @@ class UserCreate(RequestModel):
     email: EmailStr = Field(max_length=254)
     password: str = Password()
     full_name: str | None = Field(None, max_length=200)
-    role: str = "viewer"
+    role: str = Field("viewer", max_length=32)
     is_active: bool = True
 
     _role = field_validator("role")(_check_role)
@@ -64,7 +66,7 @@ class UserUpdate(RequestModel):
     email: EmailStr | None = Field(None, max_length=254)
     full_name: str | None = Field(None, max_length=200)
     # admin only; ignored fields are refused rather than silently dropped
-    role: str | None = None
+    role: str | None = Field(None, max_length=32)
     is_active: bool | None = None
 
     _role = field_validator("role")(_check_role)
@@ -90,7 +92,13 @@ class TemporaryPassword(ResponseModel):
 
 class ApiKeyCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
-    permissions: list[str] = Field(default_factory=list, max_length=50)
+    # no scope would be a key that may do nothing; left out, a key may only read
+    permissions: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=lambda: ["read"],
+        min_length=1,
+        max_length=50,
+        description='scopes: "read", "write", "*", "<resource>:<action>", "<resource>:*"; default ["read"]',
+    )
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
     @field_validator("permissions")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.activity.service import log_activity
+from api.auth import service as auth_service
 from api.core import security
 from api.core.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from api.core.permissions import ADMIN_ROLE
-from api.db.models import User
-from api.schemas.users import UserCreate, UserUpdate
-from api.services import auth as auth_service
-from api.services.activity import log_activity
+from api.users.models import User
+from api.users.schemas import UserCreate, UserUpdate
 
 
 def list_users(session: Session, *, skip: int, limit: int, role: str | None) -> tuple[list[User], int]:

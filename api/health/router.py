@@ -11,13 +11,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.core.config import Settings
-from api.routes import ERROR_RESPONSES, Responses
-from api.schemas.common import Envelope, ok
-from api.schemas.health import CacheHealth, DetailedHealth, Liveness, Readiness, SystemHealth
-from api.services import health as health_service
+from api.core.responses import ERROR_RESPONSES, Responses
+from api.core.schemas import Envelope, ok
+from api.deps import CurrentPrincipal
+from api.health import service as health_service
+from api.health.schemas import CacheHealth, DetailedHealth, Liveness, Readiness, SystemHealth
 
 root_router = APIRouter(tags=["health"])
-router = APIRouter(prefix="/health", tags=["health"], responses={500: ERROR_RESPONSES[500]})
+# public: /health, /health/live, /health/ready, /health/detailed (and /api/v1/health); the rest
+# (database, cache, system, metrics) tell an attacker too much and need a token
+router = APIRouter(
+    prefix="/health", tags=["health"], responses={k: ERROR_RESPONSES[k] for k in (401, 403, 429, 500)}
+)
 
 _UNHEALTHY: Responses = {503: {"description": "A component is down (same body, status unhealthy)"}}
 
@@ -88,7 +93,7 @@ async def ready(request: Request) -> object:
 
 
 @router.get("/database", response_model=Envelope[dict[str, Any]], responses=_UNHEALTHY)
-async def database(request: Request) -> object:
+async def database(request: Request, _: CurrentPrincipal) -> object:
     report = await health_service.database_report(_settings(request))
     body = ok(report)
     return body if report["status"] == "healthy" else JSONResponse(body, status_code=503)
@@ -104,12 +109,12 @@ async def database(request: Request) -> object:
         }
     },
 )
-def metrics(request: Request) -> Response:
+def metrics(request: Request, _: CurrentPrincipal) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/cache", response_model=Envelope[CacheHealth])
-async def cache(request: Request) -> object:
+async def cache(request: Request, _: CurrentPrincipal) -> object:
     """The API's only shared cache is the rate-limit store; Redis is reported as not configured
     unless AETL_REDIS_URL (or a redis:// rate-limit storage) is set."""
     settings = _settings(request)
@@ -122,5 +127,5 @@ async def cache(request: Request) -> object:
 
 
 @router.get("/system", response_model=Envelope[SystemHealth])
-def system(request: Request) -> object:
+def system(request: Request, _: CurrentPrincipal) -> object:
     return ok(health_service.system_report(_settings(request)))

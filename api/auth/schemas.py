@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import EmailStr, Field, field_validator, model_validator
 
+from api.core.schemas import RequestModel, ResponseModel
 from api.core.security import password_problem
-from api.schemas.common import RequestModel, ResponseModel
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -21,7 +21,8 @@ def Username() -> Any:  # noqa: N802 - reads like the Field it returns
 
 
 def OtpCode() -> Any:  # noqa: N802
-    return Field(None, min_length=6, max_length=10)
+    # ASCII digits only: str.isdigit() also accepts other scripts' digits, which broke the TOTP check
+    return Field(None, min_length=6, max_length=10, pattern=r"^[0-9 ]+$")
 
 
 def _check_new_password(value: str) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
-import clickhouse_connect
 import httpx
 
 from api.dagster_client.client import DagsterClient
 from api.dagster_client.models import RunStatus
 from orchestration.stack import Stack
+from orchestration.warehouse.client import get_client
 
 
 def wait_for_run(client: DagsterClient, run_id: str, timeout: float = 180) -> RunStatus:
@@ -48,7 +48,7 @@ def test_admin_from_settings_can_log_in(stack: Stack) -> None:
 
 
 def test_warehouse_and_datamart_jobs_run_through_dagster_into_the_warehouse(stack: Stack) -> None:
-    warehouse = clickhouse_connect.get_client(dsn=stack.settings.clickhouse_url)
+    warehouse = get_client(stack.settings.clickhouse_url)
     with DagsterClient(stack.settings.dagster_url) as dagster:
         run_id = dagster.launch_run("warehouse_job", tags={"aetl/test": "end_to_end"})
         assert wait_for_run(dagster, run_id) == RunStatus.SUCCESS

@@ -38,6 +38,16 @@ from urllib.parse import parse_qsl, urlsplit
 import chdb
 
 from orchestration.warehouse import sql
+from orchestration.warehouse.auth import PlatformUser, authenticate, browser_refused
+from orchestration.warehouse.credentials import (
+    data_root,
+    ensure_platform_password,
+    is_loopback_host,
+    password_file,
+    platform_user,
+)
+from orchestration.warehouse.errors import STATUS_BY_NAME, ClickHouseError, ch_error
+from orchestration.warehouse.errors import parse_chdb_error as _parse_chdb_error
 
 log = logging.getLogger("aetl.warehouse")
 
@@ -131,119 +141,6 @@ RESPONSE_ENCODINGS = ("lz4", "zstd", "gzip", "deflate")
 SPOOL_MEMORY = 64 * 1024 * 1024
 MAX_QUERY_BYTES = 256 * 1024 * 1024
 INSERT_APPEND_CHUNK = 4 * 1024 * 1024
-
-
-class ClickHouseError(Exception):
-    """An error answered the way ClickHouse answers it: code, name and message."""
-
-    def __init__(self, code: int, message: str, name: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.name = name
-        self.message = message
-
-
-# ClickHouse's own mapping of error codes (by name) to HTTP statuses (HTTPHandler).
-_STATUS_BY_NAME: dict[str, int] = {
-    **dict.fromkeys(
-        (
-            "UNKNOWN_USER",
-            "WRONG_PASSWORD",
-            "REQUIRED_PASSWORD",
-            "AUTHENTICATION_FAILED",
-            "SET_NON_GRANTED_ROLE",
-        ),
-        401,
-    ),
-    "ACCESS_DENIED": 403,
-    **dict.fromkeys(
-        (
-            "CANNOT_PARSE_TEXT",
-            "CANNOT_PARSE_ESCAPE_SEQUENCE",
-            "CANNOT_PARSE_QUOTED_STRING",
-            "CANNOT_PARSE_DATE",
-            "CANNOT_PARSE_DATETIME",
-            "CANNOT_PARSE_NUMBER",
-            "CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING",
-            "CANNOT_PARSE_IPV4",
-            "CANNOT_PARSE_IPV6",
-            "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
-            "CANNOT_PARSE_UUID",
-            "UNKNOWN_ELEMENT_IN_AST",
-            "UNKNOWN_TYPE_OF_AST_NODE",
-            "TOO_DEEP_AST",
-            "TOO_BIG_AST",
-            "UNEXPECTED_AST_STRUCTURE",
-            "SYNTAX_ERROR",
-            "INCORRECT_DATA",
-            "TYPE_MISMATCH",
-            "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
-            "CANNOT_READ_ALL_DATA",
-            "INCORRECT_NUMBER_OF_COLUMNS",
-            "BAD_ARGUMENTS",
-            "UNKNOWN_PACKET_FROM_CLIENT",
-            "CANNOT_DECOMPRESS",
-            "INVALID_SESSION_TIMEOUT",
-        ),
-        400,
-    ),
-    **dict.fromkeys(
-        (
-            "UNKNOWN_TABLE",
-            "UNKNOWN_FUNCTION",
-            "UNKNOWN_IDENTIFIER",
-            "UNKNOWN_TYPE",
-            "UNKNOWN_STORAGE",
-            "UNKNOWN_DATABASE",
-            "UNKNOWN_SETTING",
-            "UNKNOWN_DIRECTION_OF_SORTING",
-            "UNKNOWN_AGGREGATE_FUNCTION",
-            "UNKNOWN_FORMAT",
-            "UNKNOWN_DATABASE_ENGINE",
-            "UNKNOWN_TYPE_OF_QUERY",
-            "UNKNOWN_ROLE",
-            "SESSION_NOT_FOUND",
-        ),
-        404,
-    ),
-    "QUERY_IS_TOO_LARGE": 413,
-    "NOT_IMPLEMENTED": 501,
-    "SOCKET_TIMEOUT": 503,
-    "CANNOT_OPEN_FILE": 503,
-    "HTTP_LENGTH_REQUIRED": 411,
-    "TIMEOUT_EXCEEDED": 500,
-}
-
-
-def _parse_chdb_error(exc: BaseException) -> ClickHouseError:
-    """chDB raises ``Code: N. DB::Exception: ... (NAME)``; keep code and text."""
-    if isinstance(exc, ClickHouseError):
-        return exc
-    text = str(exc)
-    for prefix in (
-        "Streaming query failed: ",
-        "Streaming insert append failed: ",
-        "Streaming insert finish failed: ",
-    ):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    idx = text.find("Code: ")
-    if idx >= 0:
-        rest = text[idx + 6 :]
-        num = rest.split(".", 1)[0]
-        if num.isdigit():
-            msg = text[idx:].strip()
-            name = None
-            if msg.endswith(")") and "(" in msg:
-                cand = msg[msg.rindex("(") + 1 : -1]
-                if cand.isupper() or "_" in cand:
-                    name = cand
-            return ClickHouseError(int(num), msg, name)
-    return ClickHouseError(1001, f"Code: 1001. DB::Exception: {text}. (STD_EXCEPTION)", "STD_EXCEPTION")
-
-
-def ch_error(code: int, name: str, text: str) -> ClickHouseError:
-    return ClickHouseError(code, f"Code: {code}. DB::Exception: {text}. ({name})", name)
 
 
 def _quote(value: str) -> str:
@@ -808,10 +705,20 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def do_HEAD(self) -> None:  # noqa: N802
-        self._simple(200, b"")
+        if not self._refuse_browser():
+            self._simple(200, b"")
 
     def do_OPTIONS(self) -> None:  # noqa: N802
-        self._simple(204, b"")
+        if not self._refuse_browser():
+            self._simple(204, b"")
+
+    def _refuse_browser(self) -> bool:
+        """No browser may talk to the warehouse: a cross-site POST could otherwise run SQL."""
+        if self.headers.get("Origin") is None:
+            return False
+        self.close_connection = True
+        self._error(browser_refused(), status=403)
+        return True
 
     def _simple(self, status: int, body: bytes, content_type: str = "text/plain; charset=UTF-8") -> None:
         self.send_response(status)
@@ -822,6 +729,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _dispatch(self) -> None:
+        if self._refuse_browser():
+            return
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         if path in ("/ping", "/replicas_status"):
@@ -838,6 +747,13 @@ class Handler(BaseHTTPRequestHandler):
         if path not in ("/", "/query"):
             self._drain_quietly()
             self._error(ch_error(1001, "STD_EXCEPTION", f"There is no handle {path}"), status=404)
+            return
+        try:
+            authenticate(self.server.platform_user, self.headers, params)
+        except ClickHouseError as err:
+            log.warning("authentication failed from %s", self.address_string())
+            self.close_connection = True  # the body stays unread
+            self._error(err, query_id=params.get("query_id"))
             return
         self._query(params)
 
@@ -856,7 +772,7 @@ class Handler(BaseHTTPRequestHandler):
         wh = self.server.warehouse
         name = err.name or "UNKNOWN"
         body = f"{err.message} (version {wh.version})\n".encode()
-        self._begin_response(status or _STATUS_BY_NAME.get(name, 500))
+        self._begin_response(status or STATUS_BY_NAME.get(name, 500))
         self.send_header("Content-Type", "text/plain; charset=UTF-8")
         self.send_header("X-ClickHouse-Exception-Code", str(err.code))
         if query_id:
@@ -1474,9 +1390,10 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
 
     warehouse: Warehouse
 
-    def __init__(self, address: tuple[str, int], warehouse: Warehouse | None):
+    def __init__(self, address: tuple[str, int], warehouse: Warehouse | None, platform_user: PlatformUser):
         if warehouse is not None:
             self.warehouse = warehouse
+        self.platform_user = platform_user
         self.keepalives: set[_Keepalive] = set()
         self.watched: dict[Handler, str] = {}  # read-only queries to KILL if their client hangs up
         self._ticking = threading.Event()
@@ -1504,10 +1421,9 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="ClickHouse HTTP server over chDB (the embedded warehouse)")
-    data_root = os.environ.get("AETL_DATA_DIR", ".data")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default=os.environ.get("AETL_WAREHOUSE_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("CLICKHOUSE_HTTP_PORT", "8123")))
-    parser.add_argument("--data-dir", default=os.path.join(data_root, "warehouse"))
+    parser.add_argument("--data-dir", default=str(data_root() / "warehouse"))
     parser.add_argument("--log-level", default=os.environ.get("AETL_WAREHOUSE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -1515,8 +1431,18 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # CLICKHOUSE_PASSWORD, else the file in the data folder (generated if missing); never on argv
+    password = ensure_platform_password()
+    if not password and not is_loopback_host(args.host):
+        log.error(
+            "refusing to listen on %s without a password: set CLICKHOUSE_PASSWORD or remove the empty "
+            "value so %s is used",
+            args.host,
+            password_file(),
+        )
+        return 1
     try:
-        server = WarehouseHTTPServer((args.host, args.port), None)
+        server = WarehouseHTTPServer((args.host, args.port), None, PlatformUser(platform_user(), password))
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
         return 1

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.client import Client
 
+from tests.support import warehouse_auth
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,8 @@ def test_dbt_build_passes(warehouse_url: str, client: Client, tmp_path: Path) ->
         **os.environ,
         "CLICKHOUSE_HOST": url.hostname or "127.0.0.1",
         "CLICKHOUSE_HTTP_PORT": str(url.port),
+        "CLICKHOUSE_USER": warehouse_auth()[0],
+        "CLICKHOUSE_PASSWORD": warehouse_auth()[1],
         "DBT_SCHEMA": schema,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_TARGET_PATH": str(tmp_path / "target"),
@@ -51,6 +55,8 @@ def test_dbt_debug_connects(warehouse_url: str, tmp_path: Path) -> None:
         **os.environ,
         "CLICKHOUSE_HOST": url.hostname or "127.0.0.1",
         "CLICKHOUSE_HTTP_PORT": str(url.port),
+        "CLICKHOUSE_USER": warehouse_auth()[0],
+        "CLICKHOUSE_PASSWORD": warehouse_auth()[1],
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_TARGET_PATH": str(tmp_path / "target"),
         "DBT_LOG_PATH": str(tmp_path / "logs"),

@@ -11,9 +11,14 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
+from typing import Protocol
 from dataclasses import dataclass, field
 
 from orchestration.warehouse.errors import ClickHouseError, ch_error
+
+
+class Headers(Protocol):
+    def get(self, name: str, /) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,7 @@ class PlatformUser:
     password: str = field(repr=False)
 
 
-def presented_credentials(headers: Mapping[str, str], params: Mapping[str, str]) -> tuple[str, str]:
+def presented_credentials(headers: Headers, params: Mapping[str, str]) -> tuple[str, str]:
     """(user, password) the request presents; ClickHouse's defaults are user ``default``, no password."""
     authorization = headers.get("Authorization") or ""
     if authorization[:6].lower() == "basic ":
@@ -53,7 +58,7 @@ def matches(user: PlatformUser, name: str, password: str) -> bool:
     return name_ok and password_ok
 
 
-def authenticate(user: PlatformUser, headers: Mapping[str, str], params: Mapping[str, str]) -> None:
+def authenticate(user: PlatformUser, headers: Headers, params: Mapping[str, str]) -> None:
     name, password = presented_credentials(headers, params)
     if not matches(user, name, password):
         raise authentication_failed(name)

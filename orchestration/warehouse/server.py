@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import select
 import signal
@@ -37,7 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import chdb
 
-from orchestration.warehouse import sql
+from orchestration.warehouse import guard, sql
 from orchestration.warehouse.auth import PlatformUser, authenticate, browser_refused
 from orchestration.warehouse.credentials import (
     data_root,
@@ -237,6 +238,10 @@ class Warehouse:
         self.version, self.timezone, self.hostname = json.loads(info.bytes())["data"][0]
         self._reaper = threading.Thread(target=self._reap, name="session-reaper", daemon=True)
         self._reaper.start()
+
+    def names(self, query: str) -> frozenset[str]:
+        """One column of the engine's own catalogue (table functions, engines) as a set."""
+        return frozenset(self.anchor.run(query, "TabSeparatedRaw").bytes().decode().split())
 
     def kill(self, tag: str) -> None:
         """KILL the query whose text carries ``aetl-cancel:<tag>`` (chDB lists them in system.processes)."""
@@ -1012,10 +1017,13 @@ class Handler(BaseHTTPRequestHandler):
         conn.use_database(db)
         if kind == "SET":
             conn.reset_tracking()
+        guard.check_settings(req.settings.items())
         conn.apply_settings(req.settings)
         for name, data, structure, fmt in req.external:
             conn.dirty = True
-            conn.run(f"CREATE TEMPORARY TABLE {_ident(name)} ({structure})")
+            # the structure comes from the client: it must not smuggle in an engine that reaches out
+            create = self._inspect(conn, req, f"CREATE TEMPORARY TABLE {_ident(name)} ({structure})").text
+            conn.run(create)
             try:
                 ins = conn.chdb.send_insert(f"INSERT INTO {_ident(name)}", fmt)
                 ins.append(data)
@@ -1039,6 +1047,7 @@ class Handler(BaseHTTPRequestHandler):
         _, second = sql.check_single_statement(statement)
         if second is not None:
             raise _multi_statement_error(statement, second)
+        self._inspect(conn, req, f"{statement} FORMAT {split.fmt}")
         # Spool the whole body first: a truncated or aborted upload must not half-apply.
         t_read = time.monotonic()
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.server.warehouse.tmp_dir) as spool:
@@ -1079,11 +1088,26 @@ class Handler(BaseHTTPRequestHandler):
         req.log_query = text
         if self.command == "GET" or req.params.get("readonly", "0") not in ("0", ""):
             raise ch_error(164, "READONLY", "Cannot execute query in readonly mode")
+        split = sql.split_insert_format(text, _statement_kind(text)[1])
+        if not isinstance(split, sql.InsertSplit):
+            raise ch_error(62, "SYNTAX_ERROR", "Cannot find the FORMAT clause of the INSERT")
+        _, second = sql.check_single_statement(split.statement)
+        if second is not None:
+            raise _multi_statement_error(split.statement, second)
+        self._inspect(conn, req, f"{split.statement} FORMAT {split.fmt}")
         self._prepare(conn, req, in_session, "INSERT")
         res = conn.run(text, "TabSeparated", req.bind)
         _result_summary(req, res)
         req.summary.update(written_rows=res.rows_written(), written_bytes=res.bytes_written())
         self._send_buffered(req, b"", None, res.elapsed())
+
+    def _inspect(self, conn: Conn, req: Request, statement: str) -> guard.Verdict:
+        """Refuse a statement that reaches files, URLs, processes or other servers (guard.py)."""
+        try:
+            res = conn.run(f"{EXPLAIN_PREFIX}{statement}", "TabSeparatedRaw", req.bind)
+        except ClickHouseError as err:
+            raise _without_explain_prefix(err) from None
+        return guard.inspect(statement, res.bytes().decode("utf-8", "replace"), self.server.policy)
 
     def _run_query(self, conn: Conn, req: Request, text: str, in_session: bool) -> None:
         req.log_query = text
@@ -1093,14 +1117,18 @@ class Handler(BaseHTTPRequestHandler):
         kind = sql.first_keyword(text)
         if not kind:
             raise ch_error(62, "SYNTAX_ERROR", "Empty query")
-        if self.command == "GET" and kind not in sql.RESULT_KEYWORDS and kind not in ("SET", "USE"):
+        # what the statement is and touches, from ClickHouse's own parse (not from its first word)
+        verdict = self._inspect(conn, req, text)
+        text = verdict.text
+        read_only = guard.is_read_only(verdict.root)
+        if self.command == "GET" and not read_only and verdict.root.kind not in ("Set", "UseQuery"):
             raise ch_error(
                 164,
                 "READONLY",
                 "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
                 "You should use method POST for modifying queries",
             )
-        if req.params.get("readonly", "0") not in ("0", "") and kind not in sql.RESULT_KEYWORDS:
+        if req.params.get("readonly", "0") not in ("0", "") and not read_only:
             raise ch_error(164, "READONLY", "Cannot execute query in readonly mode")
         self._prepare(conn, req, in_session, kind)
         if kind in sql.RESULT_KEYWORDS:
@@ -1373,6 +1401,22 @@ def _result_summary(req: Request, res: Any) -> None:
     )
 
 
+EXPLAIN_PREFIX = "EXPLAIN AST "
+
+
+def _without_explain_prefix(err: ClickHouseError) -> ClickHouseError:
+    """A syntax error found while parsing for the guard, with positions of the client's statement."""
+    if err.code != 62:
+        return err
+    shift = len(EXPLAIN_PREFIX)
+
+    def back(match: re.Match[str]) -> str:
+        return f"{match.group(1)}{max(1, int(match.group(2)) - shift)}"
+
+    message = re.sub(r"(position |line 1, col )(\d+)", back, err.message)
+    return ClickHouseError(err.code, message, err.name)
+
+
 def _multi_statement_error(text: str, pos: int) -> ClickHouseError:
     snippet = text[pos : pos + 40]
     return ch_error(
@@ -1394,6 +1438,7 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
         if warehouse is not None:
             self.warehouse = warehouse
         self.platform_user = platform_user
+        self.policy = guard.Policy(file_roots=(), user=platform_user.name, password=platform_user.password)
         self.keepalives: set[_Keepalive] = set()
         self.watched: dict[Handler, str] = {}  # read-only queries to KILL if their client hangs up
         self._ticking = threading.Event()
@@ -1453,6 +1498,16 @@ def main(argv: list[str] | None = None) -> int:
         server.server_close()
         return 1
     server.warehouse = warehouse
+    server.policy = guard.Policy(
+        file_roots=guard.Policy.roots_from(os.environ.get("AETL_WAREHOUSE_FILE_ROOTS", ""), data_root()),
+        user=server.platform_user.name,
+        password=server.platform_user.password,
+        table_functions=warehouse.names("SELECT lower(name) FROM system.table_functions"),
+        engines=warehouse.names(
+            "SELECT lower(name) FROM system.table_engines "
+            "UNION ALL SELECT lower(name) FROM system.database_engines"
+        ),
+    )
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: shutting down", signum)

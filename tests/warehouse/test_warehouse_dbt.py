@@ -45,6 +45,14 @@ def test_dbt_build_passes(warehouse_url: str, client: Client, tmp_path: Path) ->
         assert len(rows.result_rows) == 4
         assert sum(r[1] for r in rows.result_rows) == 10
         assert client.command(f"SELECT count() FROM {schema}.stg_demo__orders") == 10
+        # a dictionary whose source is the warehouse itself, read back from inside it
+        per_status = client.command(
+            f"SELECT sum(dictGet('{schema}.order_status_lookup', 'order_count', tuple(status))) "
+            f"FROM (SELECT DISTINCT status FROM {schema}.stg_demo__orders)"
+        )
+        assert per_status == 10
+        definition = client.command(f"SHOW CREATE DICTIONARY {schema}.order_status_lookup")
+        assert warehouse_auth()[1] not in str(definition)  # the password is not stored with it
     finally:
         client.command(f"DROP DATABASE IF EXISTS {schema}")
 

@@ -11,8 +11,8 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
-from typing import Protocol
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from orchestration.warehouse.errors import ClickHouseError, ch_error
 

@@ -118,3 +118,13 @@ def ch_error(code: int, name: str, text: str) -> ClickHouseError:
 
 def http_status(err: ClickHouseError) -> int:
     return STATUS_BY_NAME.get(err.name or "UNKNOWN", 500)
+
+
+def internal_error(query_id: str) -> ClickHouseError:
+    """A bug of this server: the client gets a code and the query id, the log gets the traceback."""
+    return ch_error(
+        1001,
+        "STD_EXCEPTION",
+        f"Internal error of the warehouse server while running query {query_id}; "
+        "the details are in the server log",
+    )

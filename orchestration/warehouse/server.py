@@ -47,7 +47,7 @@ from orchestration.warehouse.credentials import (
     password_file,
     platform_user,
 )
-from orchestration.warehouse.errors import STATUS_BY_NAME, ClickHouseError, ch_error
+from orchestration.warehouse.errors import STATUS_BY_NAME, ClickHouseError, ch_error, internal_error
 from orchestration.warehouse.errors import parse_chdb_error as _parse_chdb_error
 
 log = logging.getLogger("aetl.warehouse")
@@ -218,7 +218,7 @@ class Conn:
 class Warehouse:
     """Owns the data folder: an anchor connection, the pool, the sessions."""
 
-    def __init__(self, data_dir: str, max_pool: int = 64):
+    def __init__(self, data_dir: str, max_pool: int = 64, max_sessions: int = 256):
         os.makedirs(data_dir, exist_ok=True)
         self.path = os.path.abspath(data_dir)
         self.anchor = Conn(self.path)  # keeps the engine up while sessions come and go
@@ -230,6 +230,7 @@ class Warehouse:
         self._idle: list[Conn] = []
         self._slots = threading.BoundedSemaphore(max_pool)
         self.sessions: dict[str, Conn] = {}
+        self.max_sessions = max_sessions  # each session holds a chDB connection: bound them
         self._closed = threading.Event()
         self._active = 0
         self._killer: Conn | None = None
@@ -303,6 +304,13 @@ class Warehouse:
             if conn is None:
                 if check:
                     raise ch_error(372, "SESSION_NOT_FOUND", f"Session {session_id} not found")
+                if len(self.sessions) >= self.max_sessions:
+                    raise ch_error(
+                        700,
+                        "USER_SESSION_LIMIT_EXCEEDED",
+                        f"Too many open sessions ({self.max_sessions}, AETL_WAREHOUSE_MAX_SESSIONS); "
+                        "close idle ones or wait for their session_timeout",
+                    )
                 conn = Conn(self.path)
                 self.sessions[session_id] = conn
             if not conn.lock.acquire(blocking=False):
@@ -852,16 +860,14 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             req.status = "client gone"
             self.close_connection = True
-        except Exception as exc:  # a bug here must not kill the server: answer like ClickHouse would
+        except Exception:  # a bug here must not kill the server: answer like ClickHouse would
             req.status = "internal error"
-            log.exception("internal error")
+            log.exception("internal error in query id=%s", req.query_id)
             self._drain_after_error()
             if self.headers_sent:
                 return
             with contextlib.suppress(Exception):
-                self._error(
-                    ch_error(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}"), query_id=req.query_id
-                )
+                self._error(internal_error(req.query_id), query_id=req.query_id)
         finally:
             self.server.watched.pop(self, None)
             if self._keeper is not None:
@@ -923,7 +929,20 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _multipart(self, req: Request, ctype: str, body: Iterator[bytes]) -> Iterator[bytes]:
-        raw = b"".join(body)
+        limit = self.server.max_multipart_bytes
+        parts: list[bytes] = []
+        size = 0
+        for chunk in body:  # parsed in memory: refuse a body beyond the limit before holding it all
+            size += len(chunk)
+            if size > limit:
+                raise ch_error(
+                    229,
+                    "QUERY_IS_TOO_LARGE",
+                    f"multipart/form-data body is larger than {limit} bytes "
+                    "(AETL_WAREHOUSE_MAX_MULTIPART_BYTES)",
+                )
+            parts.append(chunk)
+        raw = b"".join(parts)
         msg = BytesParser(policy=HTTP_POLICY).parsebytes(
             b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + raw
         )
@@ -1303,11 +1322,9 @@ class Handler(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError, TimeoutError):
                 raise
             except Exception as exc:
-                err = (
-                    exc
-                    if isinstance(exc, ClickHouseError)
-                    else ch_error(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}")
-                )
+                if not isinstance(exc, ClickHouseError):
+                    log.exception("internal error while streaming query id=%s", req.query_id)
+                err = exc if isinstance(exc, ClickHouseError) else internal_error(req.query_id)
                 # Late error: ClickHouse's tagged exception block, so clients raise instead of
                 # silently returning short data.
                 if finished:
@@ -1439,6 +1456,7 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
             self.warehouse = warehouse
         self.platform_user = platform_user
         self.policy = guard.Policy(file_roots=(), user=platform_user.name, password=platform_user.password)
+        self.max_multipart_bytes = int(os.environ.get("AETL_WAREHOUSE_MAX_MULTIPART_BYTES") or 256 << 20)
         self.keepalives: set[_Keepalive] = set()
         self.watched: dict[Handler, str] = {}  # read-only queries to KILL if their client hangs up
         self._ticking = threading.Event()
@@ -1492,7 +1510,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
         return 1
     try:
-        warehouse = Warehouse(args.data_dir)
+        warehouse = Warehouse(
+            args.data_dir, max_sessions=int(os.environ.get("AETL_WAREHOUSE_MAX_SESSIONS") or 256)
+        )
     except Exception as exc:  # e.g. another server owns the folder: chDB holds a lock on <dir>/status
         log.error("cannot open the data folder %s: %s", args.data_dir, exc)
         server.server_close()

@@ -327,10 +327,12 @@ def _self_dictionary_source(statement: str, policy: Policy) -> str:
         raise denied(f"Dictionary source CLICKHOUSE on another server ({host}:{port})")
     if "USER" not in pairs and "PASSWORD" not in pairs:
         return statement
-    user = pairs.get("USER", (0, 0, "default"))[2]
-    password = pairs.get("PASSWORD", (0, 0, ""))[2]
+    user = pairs.get("USER", (0, 0, policy.user))[2]
     user_ok = hmac.compare_digest(user.encode(), policy.user.encode())
-    password_ok = hmac.compare_digest(password.encode(), policy.password.encode())
+    # no PASSWORD is fine: the statement itself came in authenticated, and the source stays in process
+    password_ok = "PASSWORD" not in pairs or hmac.compare_digest(
+        pairs["PASSWORD"][2].encode(), policy.password.encode()
+    )
     if not (user_ok and password_ok):
         raise authentication_failed(user)
     cut = sorted((pairs[k][0], pairs[k][1]) for k in ("USER", "PASSWORD") if k in pairs)

@@ -13,6 +13,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from orchestration.warehouse.credentials import data_root
+from tests.support import warehouse_auth
 
 IMPORTS = data_root() / "imports"
 
@@ -188,3 +189,34 @@ def test_a_syntax_error_keeps_the_clients_positions(http: httpx.Client) -> None:
     assert "EXPLAIN" not in response.text
     assert "failed at position 10" in response.text
     assert "'(' at position 8 is never closed" in response.text
+
+
+@pytest.mark.parametrize("credentials", ["platform", "user only", "none"])
+def test_a_dictionary_on_the_warehouse_itself_works_with_the_platform_user(
+    client: Client, database: str, credentials: str
+) -> None:
+    user, password = warehouse_auth()
+    client.command(f"CREATE TABLE {database}.src (id UInt64, v String) ENGINE = MergeTree ORDER BY id")
+    client.command(f"INSERT INTO {database}.src VALUES (1, 'one'), (2, 'two')")
+    pair = {
+        "platform": f"USER '{user}' PASSWORD '{password}'",
+        "user only": f"USER '{user}'",
+        "none": "",
+    }[credentials]
+    client.command(
+        f"CREATE DICTIONARY {database}.d (id UInt64, v String) PRIMARY KEY id "
+        f"SOURCE(CLICKHOUSE({pair} DB '{database}' TABLE 'src')) LAYOUT(FLAT()) LIFETIME(0)"
+    )
+    assert client.command(f"SELECT dictGet('{database}.d', 'v', toUInt64(2))") == "two"
+    assert password not in str(client.command(f"SHOW CREATE DICTIONARY {database}.d"))
+
+
+@pytest.mark.parametrize("pair", ["USER 'default' PASSWORD 'wrong'", "USER 'someone' PASSWORD '{password}'"])
+def test_a_dictionary_with_other_credentials_is_refused(http: httpx.Client, database: str, pair: str) -> None:
+    pair = pair.format(password=warehouse_auth()[1])
+    statement = (
+        f"CREATE DICTIONARY {database}.bad (id UInt64, v String) PRIMARY KEY id "
+        f"SOURCE(CLICKHOUSE({pair} TABLE 'src')) LAYOUT(FLAT()) LIFETIME(0)"
+    )
+    response = http.post("/", content=statement.encode())
+    assert response.headers["X-ClickHouse-Exception-Code"] == "516", response.text

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING
 import httpx
 
 from api.core.config import REPO_ROOT, Settings, get_settings
+from orchestration.warehouse.credentials import ensure_platform_password, masked_url
 
 if TYPE_CHECKING:
     from orchestration.dagster_home import CodeLocation
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 BIN = Path(sys.executable).parent
 STOP_GRACE_SECONDS = 15.0
 SERVICES = ("warehouse", "dagster", "api")
+CODE_SERVER_HOST = "127.0.0.1"
 
 
 def log(message: str) -> None:
@@ -60,6 +62,10 @@ def child_env(settings: Settings, *, for_supervisor: bool = False) -> dict[str, 
             "DAGSTER_PORT": str(settings.dagster_port),
             "CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
             "CLICKHOUSE_URL": settings.clickhouse_url,
+            "CLICKHOUSE_USER": settings.clickhouse_user,
+            "AETL_WAREHOUSE_FILE_ROOTS": settings.warehouse_file_roots,
+            "AETL_WAREHOUSE_MAX_SESSIONS": str(settings.warehouse_max_sessions),
+            "AETL_WAREHOUSE_MAX_MULTIPART_BYTES": str(settings.warehouse_max_multipart_bytes),
             "DATABASE_URL": settings.database_url,
             "DAGSTER_PG_URL": settings.dagster_pg_url,
             "DAGSTER_URL": settings.dagster_url,
@@ -71,6 +77,8 @@ def child_env(settings: Settings, *, for_supervisor: bool = False) -> dict[str, 
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if settings.clickhouse_password_override is not None:
+        env["CLICKHOUSE_PASSWORD"] = settings.clickhouse_password_override.get_secret_value()
     if for_supervisor and settings.embedded_warehouse:
         del env["CLICKHOUSE_URL"]
     return env
@@ -153,6 +161,9 @@ class Stack:
     def setup(self) -> None:
         """Everything the services need before they start; safe to repeat."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if "warehouse" in self.services and self.settings.embedded_warehouse:
+            ensure_platform_password(self.settings.data_dir.resolve())
+            (self.settings.data_dir.resolve() / "imports").mkdir(exist_ok=True)
         steps = []
         if "api" in self.services:
             steps.append(("metadata database + migrations + admin", "api.db.setup"))
@@ -168,8 +179,9 @@ class Stack:
         if "warehouse" in self.services and settings.embedded_warehouse:
             wave.append(Component(
                 "warehouse",
-                [str(BIN / "python"), "-m", "orchestration.warehouse.server", "--host", host,
-                 "--port", str(settings.clickhouse_http_port), "--data-dir", str(settings.warehouse_dir)],
+                [str(BIN / "python"), "-m", "orchestration.warehouse.server",
+                 "--host", settings.warehouse_host, "--port", str(settings.clickhouse_http_port),
+                 "--data-dir", str(settings.warehouse_dir)],
                 lambda: http_ok(f"{settings.clickhouse_url}/ping", "Ok.\n"),
             ))  # fmt: skip
         if "dagster" in self.services:
@@ -201,8 +213,8 @@ class Stack:
         return [
             Component(
                 "dagster-webserver",
-                [str(BIN / "dagster-webserver"), "-h", settings.host, "-p", str(settings.dagster_port),
-                 "-w", workspace],
+                [str(BIN / "dagster-webserver"), "-h", settings.dagster_host,
+                 "-p", str(settings.dagster_port), "-w", workspace],
                 lambda: http_ok(f"{settings.dagster_url}/server_info"),
             ),
             Component(
@@ -214,7 +226,8 @@ class Stack:
         from orchestration.dagster_home import workspace_locations
 
         base = self.settings.dagster_code_server_port
-        return [(loc, self.settings.host, base + i) for i, loc in enumerate(workspace_locations())]
+        # code servers are reached by the webserver and daemon on this machine only: always loopback
+        return [(loc, CODE_SERVER_HOST, base + i) for i, loc in enumerate(workspace_locations())]
 
     def _daemon_ready(self) -> bool:
         from api.dagster_client import DagsterClient, DagsterClientError
@@ -302,6 +315,15 @@ def stop_when_parent_dies() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def ready_message(settings: Settings, seconds: float) -> str:
+    """Where everything is; a warehouse URL's password never reaches the terminal or a log."""
+    return (
+        f"all components healthy in {seconds:.1f}s (set-up included) — "
+        f"API http://{settings.host}:{settings.api_port}/docs · Dagster UI {settings.dagster_url} · "
+        f"warehouse {masked_url(settings.clickhouse_url)}"
+    )
+
+
 def run(settings: Settings) -> int:
     started = time.monotonic()
     stack = Stack(settings)
@@ -315,11 +337,7 @@ def run(settings: Settings) -> int:
     try:
         stop_when_parent_dies()
         stack.start()
-        log(
-            f"all components healthy in {time.monotonic() - started:.1f}s (set-up included) — "
-            f"API {stack.api_url}/docs · Dagster UI {settings.dagster_url} · "
-            f"warehouse {settings.clickhouse_url}"
-        )
+        log(ready_message(settings, time.monotonic() - started))
         while (dead := stack.dead_component()) is None:
             time.sleep(0.5)
         code = dead.process.returncode if dead.process else None

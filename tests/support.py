@@ -22,6 +22,7 @@ import httpx
 from api.core.config import REPO_ROOT, Settings
 from orchestration.lib.pg import drop_pg_database
 from orchestration.stack import SERVICES, Stack
+from orchestration.warehouse.credentials import ensure_platform_password, platform_user
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 START_TIMEOUT = 60.0
@@ -56,6 +57,19 @@ def free_port() -> int:
     raise RuntimeError("no free port found below the ephemeral range")
 
 
+def warehouse_auth() -> tuple[str, str]:
+    """The platform's warehouse user and password, as this test process (and its servers) know them."""
+    return platform_user(), ensure_platform_password()
+
+
+def basic_auth_header() -> str:
+    """`Authorization: Basic …` line for tests that write raw HTTP on a socket."""
+    import base64
+
+    user, password = warehouse_auth()
+    return "Authorization: Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def unique_pg_url(prefix: str) -> str:
     """A database of its own (test naming), for a fixture that drops it afterwards."""
     return f"{PG_SERVER}/{prefix}_{uuid.uuid4().hex[:10]}"
@@ -72,6 +86,8 @@ def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
         "AETL_DATA_DIR": data_dir,
         "DATABASE_URL": unique_pg_url("aetl_test").replace("postgresql://", "postgresql+psycopg://"),
         "DAGSTER_PG_URL": unique_pg_url("aetl_dagster_test"),
+        # the same password as this test process's warehouse clients read
+        "CLICKHOUSE_PASSWORD": ensure_platform_password(),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -99,16 +115,23 @@ def isolated_stack(
 class WarehouseProcess:
     """`python -m orchestration.warehouse.server` as a child process, ready when /ping answers."""
 
-    def __init__(self, data_dir: Path, log_path: Path, port: int | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestration.warehouse.server", "--host", "127.0.0.1",
+            [sys.executable, "-m", "orchestration.warehouse.server", "--host", host,
              "--port", str(self.port), "--data-dir", str(data_dir)],
-            cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -139,4 +162,3 @@ class WarehouseProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
-

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
-import clickhouse_connect
 import httpx
 
 from api.dagster_client.client import DagsterClient
 from api.dagster_client.models import RunStatus
 from orchestration.stack import Stack
+from orchestration.warehouse.client import get_client
 
 
 def wait_for_run(client: DagsterClient, run_id: str, timeout: float = 180) -> RunStatus:
@@ -70,11 +70,10 @@ def _api_reports_dagster_healthy(stack: Stack, headers: dict[str, str]) -> dict[
 
 
 def test_warehouse_and_datamart_jobs_run_through_dagster_into_the_warehouse(stack: Stack) -> None:
-    # through the API first: log in, and the API sees Dagster and its daemon up (no run routes yet:
-    # the pipelines issue adds them and launches these runs through the API)
+    # through the API first: log in, and the API sees Dagster and its daemon up
     headers = _api_login(stack)
     dagster_seen_by_api = _api_reports_dagster_healthy(stack, headers)
-    warehouse = clickhouse_connect.get_client(dsn=stack.settings.clickhouse_url)
+    warehouse = get_client(stack.settings.clickhouse_url)
     with DagsterClient(stack.settings.dagster_url) as dagster:
         assert dagster_seen_by_api.get("version") == dagster.ping()
         run_id = dagster.launch_run("warehouse_job", tags={"aetl/test": "end_to_end"})

@@ -23,7 +23,7 @@ import pytest
 from api.core.config import REPO_ROOT, Settings
 from orchestration.lib.pg import drop_pg_database
 from orchestration.stack import child_env
-from tests.support import WarehouseProcess, isolated_settings
+from tests.support import WarehouseProcess, isolated_settings, warehouse_auth
 
 EXPECTED_PROCESSES = (
     "orchestration.warehouse.server", "code-server start", "dagster-webserver", "dagster-daemon", "uvicorn",
@@ -64,7 +64,7 @@ def start_supervisor(settings: Settings, log_file: IO[bytes]) -> subprocess.Pope
 
 
 def run_sql(url: str, sql: str) -> str:
-    response = httpx.post(url, content=sql, timeout=30)
+    response = httpx.post(url, content=sql, timeout=30, auth=warehouse_auth())
     response.raise_for_status()
     return response.text
 

@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     version: str = "1.0.0"
 
     # processes and ports
-    host: str = Field("127.0.0.1", validation_alias="AETL_HOST")
+    host: str = Field("127.0.0.1", validation_alias="AETL_HOST")  # the API's address only
+    # the embedded warehouse and the Dagster UI stay on loopback unless these expose them
+    warehouse_host: str = Field("127.0.0.1", validation_alias="AETL_WAREHOUSE_HOST")
+    dagster_host: str = Field("127.0.0.1", validation_alias="AETL_DAGSTER_HOST")
     api_port: int = Field(8000, validation_alias="API_PORT")
     dagster_port: int = Field(3000, validation_alias="DAGSTER_PORT")
     clickhouse_http_port: int = Field(8123, validation_alias="CLICKHOUSE_HTTP_PORT")
@@ -48,6 +51,15 @@ class Settings(BaseSettings):
     # empty: the embedded chDB-backed server on CLICKHOUSE_HTTP_PORT; else a real ClickHouse
     clickhouse_url_override: str | None = Field(None, validation_alias="CLICKHOUSE_URL")
     dagster_url_override: str | None = Field(None, validation_alias="DAGSTER_URL")
+    # the embedded warehouse's own user; its password is CLICKHOUSE_PASSWORD or a generated file
+    clickhouse_user: str = Field("default", validation_alias="CLICKHOUSE_USER")
+    clickhouse_password_override: SecretStr | None = Field(None, validation_alias="CLICKHOUSE_PASSWORD")
+    # folders file() may read in the embedded warehouse (os.pathsep-separated); empty: $AETL_DATA_DIR/imports
+    warehouse_file_roots: str = Field("", validation_alias="AETL_WAREHOUSE_FILE_ROOTS")
+    warehouse_max_sessions: int = Field(256, validation_alias="AETL_WAREHOUSE_MAX_SESSIONS")
+    warehouse_max_multipart_bytes: int = Field(
+        256 * 1024 * 1024, validation_alias="AETL_WAREHOUSE_MAX_MULTIPART_BYTES"
+    )
 
     # security
     secret_key: SecretStr = Field(SecretStr(DEV_SECRET_KEY), validation_alias="AETL_SECRET_KEY")
@@ -144,6 +156,23 @@ class Settings(BaseSettings):
     @property
     def warehouse_dir(self) -> Path:
         return self.data_dir.resolve() / "warehouse"
+
+    @property
+    def warehouse_password_file(self) -> Path:
+        from orchestration.warehouse.credentials import password_file
+
+        return password_file(self.data_dir.resolve())
+
+    def warehouse_credentials(self) -> tuple[str, SecretStr] | None:
+        """User and password of the embedded warehouse (None for a real ClickHouse: its URL has them)."""
+        if not self.embedded_warehouse:
+            return None
+        if self.clickhouse_password_override is not None:
+            return self.clickhouse_user, self.clickhouse_password_override
+        try:
+            return self.clickhouse_user, SecretStr(self.warehouse_password_file.read_text().strip())
+        except FileNotFoundError:
+            return None
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -72,10 +72,16 @@ async def check_database(settings: Settings) -> dict[str, Any]:
 
 
 async def check_clickhouse(settings: Settings, http: httpx.AsyncClient) -> dict[str, Any]:
+    # a query as the platform's user, not /ping: a wrong password must show here, not in a run
+    credentials = settings.warehouse_credentials()
+    auth = (credentials[0], credentials[1].get_secret_value()) if credentials else None
     response = await http.get(
-        f"{settings.clickhouse_url}/ping", timeout=settings.health_check_timeout_seconds
+        f"{settings.clickhouse_url}/",
+        params={"query": "SELECT 1"},
+        auth=auth,
+        timeout=settings.health_check_timeout_seconds,
     )
-    if response.status_code != 200 or not response.text.startswith("Ok."):
+    if response.status_code != 200 or response.text.strip() != "1":
         return {"status": UNHEALTHY, "error": f"HTTP {response.status_code}"}
     return {"type": "embedded" if settings.embedded_warehouse else "clickhouse"}
 

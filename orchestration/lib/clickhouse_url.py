@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from urllib.parse import unquote, urlsplit
 
+from orchestration.warehouse.credentials import platform_credentials_for
+
 
 def default_clickhouse_url() -> str:
     """The embedded warehouse of this stack when CLICKHOUSE_URL is not set."""
@@ -24,4 +26,7 @@ def dbt_env_for_clickhouse(url: str) -> dict[str, str]:
         env["CLICKHOUSE_USER"] = unquote(parts.username)
     if parts.password:
         env["CLICKHOUSE_PASSWORD"] = unquote(parts.password)
+    platform = platform_credentials_for(url)
+    if platform is not None:  # the embedded warehouse: its user and password, read here in the worker
+        env["CLICKHOUSE_USER"], env["CLICKHOUSE_PASSWORD"] = platform
     return env

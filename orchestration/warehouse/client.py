@@ -1,7 +1,8 @@
 """The one way the product gets a ClickHouse client: "a ClickHouse at a URL".
 
 The URL is CLICKHOUSE_URL, else the embedded warehouse of this stack at
-``http://127.0.0.1:${CLICKHOUSE_HTTP_PORT:-8123}``. Nothing outside orchestration/warehouse/server.py
+``http://127.0.0.1:${CLICKHOUSE_HTTP_PORT:-8123}``, reached as the platform's own user with its
+password (credentials.py) without callers passing it. Nothing outside orchestration/warehouse/pool.py
 imports chDB.
 """
 
@@ -13,6 +14,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+
+from orchestration.warehouse.credentials import platform_credentials_for
 
 
 def default_url() -> str:
@@ -39,6 +42,9 @@ def get_client(url: str | None = None, **kw: Any) -> Client:
         options["username"] = unquote(parts.username)
     if parts.password:
         options["password"] = unquote(parts.password)
+    platform = platform_credentials_for(url or default_url())
+    if platform is not None and "username" not in kw and "password" not in kw:
+        options["username"], options["password"] = platform
     database = parts.path.strip("/")
     if database:
         options["database"] = database

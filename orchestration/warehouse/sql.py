@@ -103,6 +103,16 @@ def _significant(text: str, start: int = 0) -> Iterator[Token]:
             yield t
 
 
+def significant_tokens(text: str, start: int = 0) -> Iterator[Token]:
+    """Tokens without spaces and comments."""
+    return _significant(text, start)
+
+
+def unquote_literal(raw: str) -> str:
+    """The value of a quoted string literal as ClickHouse writes it (``'a\\'b'`` → ``a'b``)."""
+    return _unquote_string(raw.encode("utf-8")).decode("utf-8", errors="replace")
+
+
 def first_keyword(text: str) -> str:
     """The statement's leading keyword, upper-cased ('' if none); '(' counts as SELECT."""
     for t in _significant(text):
@@ -296,11 +306,25 @@ def to_str(raw: bytes) -> str:
     return "".join(parts)
 
 
-_LITERAL_RE = re.compile(r"'(?:[^'\\]|\\.|'')*'|\$([A-Za-z0-9_]*)\$.*?\$\1\$", re.S)
-
-
 def for_log(query: str, limit: int = 200) -> str:
-    """One-line query text for the log: literals masked (they may hold secrets), truncated."""
-    masked = _LITERAL_RE.sub("'…'", query[: limit * 4])
-    masked = " ".join(masked.split())
-    return masked[:limit] + ("…" if len(masked) > limit else "")
+    """One-line query text for the log: literals masked first (they may hold secrets), then cut.
+
+    Masking works on tokens, so a literal cut by the limit, or never closed, is masked too.
+    """
+    out: list[str] = []
+    size = 0
+    for t in tokens(query):
+        if t.kind in ("string", "heredoc", "error"):
+            piece = "'…'"
+        elif t.kind in ("space", "comment"):
+            piece = " "
+        else:
+            piece = query[t.start : t.end]
+        if piece == " " and (not out or out[-1] == " "):
+            continue
+        out.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    line = "".join(out).strip()
+    return line[:limit] + ("…" if len(line) > limit else "")

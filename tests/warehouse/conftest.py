@@ -14,7 +14,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from orchestration.warehouse.client import get_client
-from tests.support import WarehouseProcess
+from tests.support import WarehouseProcess, warehouse_auth
 
 
 @pytest.fixture(scope="session")
@@ -49,5 +49,5 @@ def database(client: Client) -> Iterator[str]:
 
 @pytest.fixture
 def http(warehouse_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=warehouse_url, timeout=60) as h:
+    with httpx.Client(base_url=warehouse_url, timeout=60, auth=warehouse_auth()) as h:
         yield h

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.client import Client
 
+from tests.support import warehouse_auth
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,8 @@ def test_dbt_build_passes(warehouse_url: str, client: Client, tmp_path: Path) ->
         **os.environ,
         "CLICKHOUSE_HOST": url.hostname or "127.0.0.1",
         "CLICKHOUSE_HTTP_PORT": str(url.port),
+        "CLICKHOUSE_USER": warehouse_auth()[0],
+        "CLICKHOUSE_PASSWORD": warehouse_auth()[1],
         "DBT_SCHEMA": schema,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_TARGET_PATH": str(tmp_path / "target"),
@@ -41,6 +45,14 @@ def test_dbt_build_passes(warehouse_url: str, client: Client, tmp_path: Path) ->
         assert len(rows.result_rows) == 4
         assert sum(r[1] for r in rows.result_rows) == 10
         assert client.command(f"SELECT count() FROM {schema}.stg_demo__orders") == 10
+        # a dictionary whose source is the warehouse itself, read back from inside it
+        per_status = client.command(
+            f"SELECT sum(dictGet('{schema}.order_status_lookup', 'order_count', tuple(status))) "
+            f"FROM (SELECT DISTINCT status FROM {schema}.stg_demo__orders)"
+        )
+        assert per_status == 10
+        definition = client.command(f"SHOW CREATE DICTIONARY {schema}.order_status_lookup")
+        assert warehouse_auth()[1] not in str(definition)  # the password is not stored with it
     finally:
         client.command(f"DROP DATABASE IF EXISTS {schema}")
 
@@ -51,6 +63,8 @@ def test_dbt_debug_connects(warehouse_url: str, tmp_path: Path) -> None:
         **os.environ,
         "CLICKHOUSE_HOST": url.hostname or "127.0.0.1",
         "CLICKHOUSE_HTTP_PORT": str(url.port),
+        "CLICKHOUSE_USER": warehouse_auth()[0],
+        "CLICKHOUSE_PASSWORD": warehouse_auth()[1],
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_TARGET_PATH": str(tmp_path / "target"),
         "DBT_LOG_PATH": str(tmp_path / "logs"),

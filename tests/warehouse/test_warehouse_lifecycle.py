@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from api.core.config import REPO_ROOT
-from tests.support import WarehouseProcess, free_port
+from tests.support import WarehouseProcess, free_port, warehouse_auth
 
 
 def test_sigterm_releases_data_folder_and_data_survives(tmp_path: Path) -> None:
@@ -21,13 +21,15 @@ def test_sigterm_releases_data_folder_and_data_survives(tmp_path: Path) -> None:
             "CREATE TABLE keep.t (a UInt32) ENGINE = MergeTree ORDER BY a",
             "INSERT INTO keep.t VALUES (1), (2), (3)",
         ):
-            assert httpx.post(first.url, content=q.encode()).status_code == 200
+            assert httpx.post(first.url, auth=warehouse_auth(), content=q.encode()).status_code == 200
     finally:
         assert first.stop() == 0, first.log_tail()
     assert "data folder released" in first.log_tail()
     second = WarehouseProcess(data, tmp_path / "second.log")
     try:
-        assert httpx.post(second.url, content=b"SELECT sum(a) FROM keep.t").text == "6\n"
+        assert (
+            httpx.post(second.url, auth=warehouse_auth(), content=b"SELECT sum(a) FROM keep.t").text == "6\n"
+        )
     finally:
         assert second.stop() == 0, second.log_tail()
 

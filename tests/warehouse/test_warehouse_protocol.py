@@ -19,6 +19,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, StreamFailureErr
 from clickhouse_connect.driver.external import ExternalData
 
 from orchestration.warehouse.client import get_client
+from tests.support import basic_auth_header, warehouse_auth
 
 
 def test_ping_and_root_answer_ok(http: httpx.Client) -> None:
@@ -143,19 +144,28 @@ def test_busy_session_answers_session_is_locked(warehouse_url: str) -> None:
 
     def slow() -> None:
         results["slow"] = httpx.post(
-            warehouse_url, params={"session_id": sid}, content=b"SELECT sleep(2)", timeout=30
+            warehouse_url,
+            auth=warehouse_auth(),
+            params={"session_id": sid},
+            content=b"SELECT sleep(2)",
+            timeout=30,
         )
 
     t = threading.Thread(target=slow)
     t.start()
     time.sleep(0.7)
-    resp = httpx.post(warehouse_url, params={"session_id": sid}, content=b"SELECT 1", timeout=30)
+    resp = httpx.post(
+        warehouse_url, auth=warehouse_auth(), params={"session_id": sid}, content=b"SELECT 1", timeout=30
+    )
     t.join()
     assert resp.headers.get("X-ClickHouse-Exception-Code") == "373", resp.text
     assert "locked" in resp.text
     assert results["slow"].status_code == 200
     # once the first query is done the session is free again
-    assert httpx.post(warehouse_url, params={"session_id": sid}, content=b"SELECT 7").text == "7\n"
+    assert (
+        httpx.post(warehouse_url, auth=warehouse_auth(), params={"session_id": sid}, content=b"SELECT 7").text
+        == "7\n"
+    )
 
 
 def test_session_check_unknown_session(http: httpx.Client) -> None:
@@ -261,6 +271,7 @@ def test_truncated_compressed_insert_is_refused_and_not_applied(
     truncated = body[: len(body) // 2]
     resp = httpx.post(
         warehouse_url,
+        auth=warehouse_auth(),
         params={"query": f"INSERT INTO {database}.tr FORMAT TSV"},
         content=truncated,
         headers={"Content-Encoding": encoding},
@@ -276,7 +287,7 @@ def test_truncated_compressed_insert_is_refused_and_not_applied(
 def test_compressed_responses(warehouse_url: str, encoding: str) -> None:
     query = b"SELECT number FROM numbers(200000) FORMAT TSV"
     with (
-        httpx.Client(timeout=30) as h,
+        httpx.Client(timeout=30, auth=warehouse_auth()) as h,
         h.stream(
             "POST",
             warehouse_url,
@@ -446,7 +457,10 @@ def test_client_disconnect_mid_stream_leaves_connection_clean(
     url = httpx.URL(warehouse_url)
     with socket.create_connection((url.host, url.port)) as sock:
         sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(query)}\r\n\r\n{query}".encode()
+            (
+                f"POST {path} HTTP/1.1\r\nHost: x\r\n{basic_auth_header()}\r\n"
+                f"Content-Length: {len(query)}\r\n\r\n{query}"
+            ).encode()
         )
         received = 0
         while received < 300_000:
@@ -454,13 +468,15 @@ def test_client_disconnect_mid_stream_leaves_connection_clean(
     params = {"session_id": sid} if in_session else {}
     deadline = time.monotonic() + 10
     while True:  # the server notices the disconnect at its next write
-        resp = httpx.post(warehouse_url, params=params, content=b"SELECT 1")
+        resp = httpx.post(warehouse_url, auth=warehouse_auth(), params=params, content=b"SELECT 1")
         if resp.headers.get("X-ClickHouse-Exception-Code") != "373" or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert resp.text == "1\n"
     for _ in range(5):
-        assert httpx.post(warehouse_url, params=params, content=b"SELECT 2").text == "2\n"
+        assert (
+            httpx.post(warehouse_url, auth=warehouse_auth(), params=params, content=b"SELECT 2").text == "2\n"
+        )
 
 
 def test_bad_row_in_insert_answers_error(http: httpx.Client, database: str) -> None:
@@ -578,7 +594,10 @@ def test_client_hang_up_cancels_read_only_query(warehouse_url: str, http: httpx.
     )
     with socket.create_connection((url.host, url.port)) as sock:
         sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(query)}\r\n\r\n{query}".encode()
+            (
+                f"POST {path} HTTP/1.1\r\nHost: x\r\n{basic_auth_header()}\r\n"
+                f"Content-Length: {len(query)}\r\n\r\n{query}"
+            ).encode()
         )
         time.sleep(1)
         assert http.post("/", content=running.encode()).text == "1\n"

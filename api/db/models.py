@@ -109,3 +109,7 @@ class ActivityLog(Base):
     ip_address: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), index=True)
+
+
+# every domain's tables on the one metadata, so Alembic and the migration check see them all
+import api.pipelines.models  # noqa: E402, F401

@@ -199,3 +199,10 @@ def test_workspace_index_finds_names_across_locations() -> None:
     assert index.assets["orders_daily"] == marts
     assert index.schedules["datamarts_nightly"][0] == marts
     assert index.sensors["log_failed_runs"] == (aetl, {"name": "log_failed_runs", "id": "s1"})
+
+
+def test_latest_runs_query_is_valid_for_several_values(graphql_schema: GraphQLSchema) -> None:
+    from api.dagster_client.client import build_latest_runs_query
+
+    for count in (1, 3):
+        assert validate(graphql_schema, parse(build_latest_runs_query(count))) == []

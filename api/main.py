@@ -14,6 +14,8 @@ from api.core.config import Settings, get_settings
 from api.core.errors import install_error_handlers
 from api.core.middleware import Metrics, RateLimiter, RequestContextMiddleware, route_list
 from api.db.session import get_engine
+from api.pipelines import live as pipelines_live
+from api.pipelines import router as pipelines
 from api.routes import auth, health, roles, users
 from api.services.health import DagsterProbe, dagster_probe
 
@@ -83,6 +85,10 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
     for module in (auth, users, roles):
         api.include_router(module.router)
     api.include_router(health.router)
+    api.include_router(pipelines.router)
+    api.include_router(pipelines.versions)
+    api.include_router(pipelines_live.api_router)
     app.include_router(health.root_router)
+    app.include_router(pipelines_live.root_router)
     app.include_router(api)
     return app

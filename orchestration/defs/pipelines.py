@@ -28,7 +28,6 @@ from dagster import (
     define_asset_job,
     definitions,
 )
-
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from orchestration.defs.common import shared_definitions
@@ -169,7 +168,7 @@ def pipeline_definitions(
 
 
 def build_definitions(location: LocationPlan) -> Definitions:
-    """Definitions of every plan that builds (with the shared resources); failures go into `location.failures`."""
+    """Definitions of every plan that builds, with shared resources; failures go to `location.failures`."""
     built: list[tuple[PipelinePlan, Any]] = []
     for plan in location.pipelines:
         try:

@@ -8,6 +8,7 @@ import pytest
 from dagster import AssetKey, DefaultScheduleStatus, Definitions
 
 from orchestration.defs.pipelines import build_definitions
+from orchestration.specs.pipeline import PipelineDocument
 from orchestration.specs.pipeline_plan import (
     LOCATION,
     DeployedPipeline,
@@ -17,14 +18,15 @@ from orchestration.specs.pipeline_plan import (
     run_config,
     target_asset_key,
 )
-from orchestration.specs.pipeline import PipelineDocument
 
 
 def document(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": "Orders daily",
         "sources": [{"id": "orders", "type": "clickhouse", "table": "shop.orders"}],
-        "transformations": [{"id": "daily", "sql": "SELECT day, sum(amount) AS amount FROM orders GROUP BY day"}],
+        "transformations": [
+            {"id": "daily", "sql": "SELECT day, sum(amount) AS amount FROM orders GROUP BY day"}
+        ],
         "targets": [{"id": "out", "table": "orders_daily", "mode": "replace"}],
         "schedule": "0 2 * * *",
         "triggers": [{"id": "hourly", "type": "cron", "cron": "0 * * * *", "enabled": False}],
@@ -103,7 +105,9 @@ def test_definitions_have_asset_job_schedule_and_external_upstream() -> None:
     schedule = defs.resolve_schedule_def("pipeline_pipe_a__schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.default_status == DefaultScheduleStatus.RUNNING
-    assert defs.resolve_schedule_def("pipeline_pipe_a__hourly").default_status == DefaultScheduleStatus.STOPPED
+    assert (
+        defs.resolve_schedule_def("pipeline_pipe_a__hourly").default_status == DefaultScheduleStatus.STOPPED
+    )
 
 
 @pytest.mark.parametrize("count", [0, 1])

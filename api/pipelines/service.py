@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.core.config import get_settings
 from api.core.errors import Conflict, NotFound, ValidationFailed
-from api.dagster_client import DagsterClient, DagsterClientError, Run, RunStatus
+from api.dagster_client import DagsterClient, DagsterClientError, DagsterUnavailable, Run, RunStatus
 from api.db.models import User
 from api.db.session import new_session
 from api.pipelines.models import Pipeline, PipelineVersion
@@ -493,15 +494,43 @@ def start_deploy(session: Session, user: User, pipeline_id: str, ip: str | None)
     return pipeline
 
 
+@lru_cache(maxsize=1)
+def dagster_for_reloads() -> DagsterClient:
+    # a reload re-imports the location in a new process: tens of seconds on a busy machine
+    return DagsterClient(get_settings().dagster_url, timeout=RELOAD_TIMEOUT_SECONDS, location=LOCATION)
+
+
+RELOAD_TIMEOUT_SECONDS = 300.0
+
+
 def reload_pipelines_location() -> str | None:
     """Reload the location; returns why it failed to load, if it did (one reload at a time)."""
     with _reload_lock:
         try:
-            dagster().reload_location(LOCATION)
+            dagster_for_reloads().reload_location(LOCATION)
+        except DagsterUnavailable as error:
+            # no answer in time is not a failed load: wait for the location to settle and look
+            logger.warning("reload of %s: %s; waiting for the location", LOCATION, error.message)
+            return _wait_for_location()
         except DagsterClientError as error:
             logger.warning("reload of %s failed: %s", LOCATION, error.internal_message[:2000])
             return f"Dagster could not load the pipelines code location: {error.message}"
     return None
+
+
+def _wait_for_location() -> str | None:
+    deadline = time.monotonic() + RELOAD_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            location = next((c for c in dagster().code_locations() if c.name == LOCATION), None)
+        except DagsterClientError:
+            location = None
+        if location is not None and location.load_status == "LOADED":
+            if location.load_failed:
+                return "Dagster could not load the pipelines code location"
+            return None
+        time.sleep(1)
+    return "Dagster did not finish loading the pipelines code location in time"
 
 
 def finish_deploy(pipeline_id: str, version_id: str | None) -> None:

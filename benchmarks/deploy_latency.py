@@ -40,9 +40,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deploys", type=int, default=10)
     args = parser.parse_args()
-    with running_stack(AETL_RATE_LIMIT_ENABLED="false") as stack, DagsterClient(
-        stack.settings.dagster_url, timeout=300
-    ) as dagster:
+    with (
+        running_stack(AETL_RATE_LIMIT_ENABLED="false") as stack,
+        DagsterClient(stack.settings.dagster_url, timeout=300) as dagster,
+    ):
         headers = admin_headers(stack)
         api = f"{stack.api_url}/api/v1"
         answered, visible, deployed, reloads = [], [], [], []
@@ -51,7 +52,9 @@ def main() -> int:
             dagster.reload_location(LOCATION)
             reloads.append(time.perf_counter() - started)
         for i in range(args.deploys):
-            pipeline_id = httpx.post(f"{api}/pipelines", headers=headers, json=body(i), timeout=60).json()["id"]
+            pipeline_id = httpx.post(f"{api}/pipelines", headers=headers, json=body(i), timeout=60).json()[
+                "id"
+            ]
             key = f"pipelines/{pipeline_id}/orders_copy_{i}"
             started = time.perf_counter()
             response = httpx.post(f"{api}/pipelines/{pipeline_id}/deploy", headers=headers, timeout=60)

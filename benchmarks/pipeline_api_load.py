@@ -65,7 +65,10 @@ def seed_runs(dagster_home: Path, pg_url: str, pipeline_ids: list[str], count: i
     from dagster import DagsterInstance
     from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
-    with patched_environ({"DAGSTER_PG_URL": pg_url}), DagsterInstance.from_config(str(dagster_home)) as instance:
+    with (
+        patched_environ({"DAGSTER_PG_URL": pg_url}),
+        DagsterInstance.from_config(str(dagster_home)) as instance,
+    ):
         for i in range(count):
             pipeline_id = pipeline_ids[i % len(pipeline_ids)]
             instance.add_run(
@@ -138,7 +141,10 @@ def main() -> int:
         print(f"seeded {args.runs} runs into Dagster's run storage in {time.monotonic() - started:.1f} s")
         hot = newest[-1]
         runs_filter = {"tags": [{"key": TAG_PIPELINE, "value": hot}]}
-        graphql = {"query": queries.LIST_RUNS_WITH_METADATA, "variables": {"filter": runs_filter, "limit": 20}}
+        graphql = {
+            "query": queries.LIST_RUNS_WITH_METADATA,
+            "variables": {"filter": runs_filter, "limit": 20},
+        }
         cases = [
             ("baseline: GET /health", "GET", f"{stack.api_url}/health", None, {}),
             ("GET /api/v1/pipelines (limit 20)", "GET", f"{stack.api_url}/api/v1/pipelines", None, headers),
@@ -155,7 +161,9 @@ def main() -> int:
         print(f"{args.clients} concurrent clients, {args.requests} requests each:")
         for label, method, url, body, case_headers in cases:
             latencies, errors, rate = asyncio.run(
-                load(method, url, clients=args.clients, requests=args.requests, headers=case_headers, json=body)
+                load(
+                    method, url, clients=args.clients, requests=args.requests, headers=case_headers, json=body
+                )
             )
             report(label, latencies, errors, rate)
     return 0

@@ -178,9 +178,7 @@ def test_compare_restore_activate(api: httpx.Client, engineer: Caller) -> None:
 def test_list_pages_with_both_specs_parameters(api: httpx.Client, engineer: Caller) -> None:
     project = f"paging_{secrets.token_hex(4)}"
     ids = [create(api, engineer, {**AI_ETL_BODY, "project_id": project})["id"] for _ in range(3)]
-    page = api.get(
-        "/pipelines", headers=engineer.headers, params={"project_id": project, "limit": 2}
-    )
+    page = api.get("/pipelines", headers=engineer.headers, params={"project_id": project, "limit": 2})
     assert page.status_code == 200
     body = page.json()
     assert body["total"] == 3 and body["limit"] == 2 and body["offset"] == 0 and len(body["items"]) == 2

@@ -21,10 +21,20 @@ from orchestration.lib.pg import drop_pg_database  # noqa: E402
 from orchestration.stack import Stack  # noqa: E402
 from tests.support import isolated_settings  # noqa: E402
 
+RUNNING_HELP = (
+    "use the stack already running on the ports of the settings (environment) instead of starting one; "
+    "its API must run with AETL_RATE_LIMIT_ENABLED=false"
+)
+
 
 @contextlib.contextmanager
-def running_stack(**env: str) -> Iterator[Stack]:
+def running_stack(use_running: bool = False, **env: str) -> Iterator[Stack]:
     """`env` goes to every process (e.g. AETL_RATE_LIMIT_ENABLED=false for load tests)."""
+    if use_running:
+        from api.core.config import get_settings
+
+        yield Stack(get_settings())
+        return
     os.environ.update(env)
     os.environ.setdefault("AETL_ENV", "test")
     with tempfile.TemporaryDirectory(prefix="aetl-bench-") as tmp:

@@ -21,7 +21,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_stack import admin_headers, percentile, running_stack  # noqa: E402
+from bench_stack import RUNNING_HELP, admin_headers, percentile, running_stack  # noqa: E402
 
 from api.dagster_client import DagsterClient  # noqa: E402
 from orchestration.specs.pipeline_plan import LOCATION  # noqa: E402
@@ -39,15 +39,16 @@ def body(i: int) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deploys", type=int, default=10)
+    parser.add_argument("--running", action="store_true", help=RUNNING_HELP)
     args = parser.parse_args()
     with (
-        running_stack(AETL_RATE_LIMIT_ENABLED="false") as stack,
+        running_stack(args.running, AETL_RATE_LIMIT_ENABLED="false") as stack,
         DagsterClient(stack.settings.dagster_url, timeout=300) as dagster,
     ):
         headers = admin_headers(stack)
         api = f"{stack.api_url}/api/v1"
         answered, visible, deployed, reloads = [], [], [], []
-        for i in range(args.deploys):
+        for _ in range(args.deploys):
             started = time.perf_counter()
             dagster.reload_location(LOCATION)
             reloads.append(time.perf_counter() - started)
@@ -71,8 +72,8 @@ def main() -> int:
             assert state["data"]["deploy_status"] == "deployed", state
             deployed.append(time.perf_counter() - started)
             print(
-                f"  deploy {i + 1}: answered {answered[-1] * 1000:.0f} ms, asset visible {visible[-1]:.2f} s, "
-                f"status deployed {deployed[-1]:.2f} s"
+                f"  deploy {i + 1}: answered {answered[-1] * 1000:.0f} ms, "
+                f"asset visible {visible[-1]:.2f} s, status deployed {deployed[-1]:.2f} s"
             )
         for label, values in (
             ("baseline: reloadRepositoryLocation alone", reloads),

@@ -28,7 +28,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_stack import admin_headers, percentile, running_stack  # noqa: E402
+from bench_stack import RUNNING_HELP, admin_headers, percentile, running_stack  # noqa: E402
 
 from api.dagster_client import queries  # noqa: E402
 from orchestration.lib.env import patched_environ  # noqa: E402
@@ -128,8 +128,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=1000, help="per endpoint")
+    parser.add_argument("--running", action="store_true", help=RUNNING_HELP)
     args = parser.parse_args()
-    with running_stack(AETL_RATE_LIMIT_ENABLED="false") as stack:
+    with running_stack(args.running, AETL_RATE_LIMIT_ENABLED="false") as stack:
         headers = admin_headers(stack)
         me = httpx.get(f"{stack.api_url}/api/v1/users/me", headers=headers).json()
         started = time.monotonic()

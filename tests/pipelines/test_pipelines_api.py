@@ -358,8 +358,8 @@ def test_bad_update_trigger_and_paging_input(api: httpx.Client, engineer: Caller
         "trigger_type": "cron",
         "config": {"cron_expression": "bad"},
     }
-    assert_error(api.post("/mvp/triggers/create", headers=engineer.headers, json=trigger), 422, "VALIDATION_ERROR",
-                 "config.cron_expression")  # fmt: skip
+    refused = api.post("/mvp/triggers/create", headers=engineer.headers, json=trigger)
+    assert_error(refused, 422, "VALIDATION_ERROR", "config.cron_expression")
     assert active_version(api, engineer, pipeline["id"])["version_number"] == 1  # nothing written
     for params in ({"limit": 0}, {"limit": "abc"}, {"offset": -1}, {"offset": 10**30}, {"skip": 10**19},
                    {"status": "exploded"}):  # fmt: skip

@@ -129,14 +129,22 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=1000, help="per endpoint")
     parser.add_argument("--running", action="store_true", help=RUNNING_HELP)
+    parser.add_argument(
+        "--reuse", action="store_true", help="with --running: measure over the pipelines already there"
+    )
     args = parser.parse_args()
     with running_stack(args.running, AETL_RATE_LIMIT_ENABLED="false") as stack:
         headers = admin_headers(stack)
         me = httpx.get(f"{stack.api_url}/api/v1/users/me", headers=headers).json()
         started = time.monotonic()
-        ids = create_pipelines(stack.api_url, headers, args.pipelines)
-        print(f"created {len(ids)} pipelines through the API in {time.monotonic() - started:.1f} s")
-        newest = ids[-20:]
+        if args.reuse:
+            listed = httpx.get(f"{stack.api_url}/api/v1/pipelines", headers=headers, timeout=60).json()
+            newest = [p["id"] for p in listed["items"]]
+            print(f"reusing the {listed['total']} pipelines already there")
+        else:
+            ids = create_pipelines(stack.api_url, headers, args.pipelines)
+            print(f"created {len(ids)} pipelines through the API in {time.monotonic() - started:.1f} s")
+            newest = ids[-20:]
         started = time.monotonic()
         seed_runs(stack.settings.dagster_home, stack.settings.dagster_pg_url, newest, args.runs, me["id"])
         print(f"seeded {args.runs} runs into Dagster's run storage in {time.monotonic() - started:.1f} s")

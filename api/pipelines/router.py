@@ -144,6 +144,7 @@ def detail(
         select(func.max(PipelineVersion.number)).where(PipelineVersion.pipeline_id == pipeline.id)
     )
     deployed = service.get_version(session, pipeline.deployed_version_id)
+    service.release_connection(session)
     last = _last_runs([pipeline.id]).get(pipeline.id) if with_last_run else None
     transformations = list(document.get("transformations") or [])
     return PipelinePublic(
@@ -243,6 +244,7 @@ def list_pipelines(
     rows, total = service.list_pipelines(
         session, limit=limit, offset=offset, status=status, project_id=project_id, is_active=is_active
     )
+    service.release_connection(session)
     last = _last_runs([p.id for p, _ in rows]) if rows else {}
     items = [summary(p, v, last.get(p.id)) for p, v in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
@@ -340,6 +342,7 @@ def list_runs(
 ) -> object:
     """From Dagster's run storage; rows and phase timings from the runs' materialization metadata."""
     service.get_pipeline(session, pipeline_id)
+    service.release_connection(session)
     runs, total = service.list_runs(pipeline_id, limit=limit, offset=offset, status=status)
     return {
         "items": [run_public(r, pipeline_id) for r in runs],
@@ -384,6 +387,7 @@ def pipeline_history(
 ) -> object:
     """Same as `GET /pipelines/{id}/runs`, in the aggregator's envelope."""
     service.get_pipeline(session, pipeline_id)
+    service.release_connection(session)
     runs, total = service.list_runs(pipeline_id, limit=limit, offset=skip, status=status)
     items = [run_public(r, pipeline_id) for r in runs]
     return ok({"items": items, "total": total, "skip": skip, "limit": limit})

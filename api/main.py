@@ -26,6 +26,8 @@ from api.db.session import get_engine
 from api.health.router import root_router as health_root_router
 from api.health.router import router as health_router
 from api.health.service import DagsterProbe, dagster_probe
+from api.pipelines import live as pipelines_live
+from api.pipelines import router as pipelines
 from api.roles.router import router as roles_router
 from api.users.router import router as users_router
 
@@ -98,8 +100,17 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     api = APIRouter(prefix=API_PREFIX)
-    for domain_router in (auth_router, users_router, roles_router, health_router):
+    for domain_router in (
+        auth_router,
+        users_router,
+        roles_router,
+        health_router,
+        pipelines.router,
+        pipelines.versions,
+        pipelines_live.api_router,
+    ):
         api.include_router(domain_router)
     app.include_router(health_root_router)
+    app.include_router(pipelines_live.root_router)
     app.include_router(api)
     return app

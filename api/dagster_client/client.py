@@ -32,6 +32,7 @@ from api.dagster_client.models import (
     DaemonStatus,
     InstigationStatus,
     LocationReload,
+    RepositoryContents,
     Run,
     RunEvent,
     RunLogs,
@@ -134,6 +135,31 @@ def parse_run(data: Mapping[str, Any]) -> Run:
         root_run_id=data.get("rootRunId"),
         parent_run_id=data.get("parentRunId"),
         stats=stats,
+    )
+
+
+def parse_run_with_metadata(data: Mapping[str, Any]) -> Run:
+    run = parse_run(data)
+    metadata = [
+        {e["label"]: parse_metadata_entry(e) for e in m.get("metadataEntries") or []}
+        for m in data.get("assetMaterializations") or []
+    ]
+    return run.model_copy(update={"materialization_metadata": metadata})
+
+
+def build_latest_runs_query(count: int) -> str:
+    """One request for the newest run of each of `count` tag values (aliases r0, r1, ...)."""
+    params = ", ".join(f"$v{i}: String!" for i in range(count))
+    fields = "\n".join(
+        f"  r{i}: runsOrError(filter: {{tags: [{{key: $key, value: $v{i}}}]}}, limit: 1) "
+        "{ __typename ... on Runs { results { ...RunFields "
+        "assetMaterializations { metadataEntries { ...MetadataEntryFields } } } } ... on Error { message } }"
+        for i in range(count)
+    )
+    return (
+        f"query LatestRuns($key: String!, {params}) {{\n{fields}\n}}\n"
+        + queries.RUN_FIELDS
+        + queries.METADATA_ENTRY_FIELDS
     )
 
 
@@ -375,6 +401,68 @@ class DagsterClient:
         next_cursor = runs[-1].run_id if runs and len(runs) >= limit else None
         return RunPage(items=runs, next_cursor=next_cursor)
 
+    def list_runs_with_metadata(
+        self,
+        job_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        statuses: Iterable[RunStatus | str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        offset: int = 0,
+    ) -> RunPage:
+        """Like list_runs, with each run's materialization metadata, the total count and an offset.
+
+        Dagster pages by cursor only: an offset first reads the ids of the runs it skips.
+        """
+        runs_filter = build_runs_filter(job_name, tags, statuses)
+        if offset > 0:
+            skipped = self.execute(
+                queries.LIST_RUN_IDS, {"filter": runs_filter, "cursor": cursor, "limit": offset}
+            )["runsOrError"]
+            if skipped["__typename"] != "Runs":
+                raise_for_result(skipped)
+            if len(skipped["results"]) < offset:
+                total = self._count_runs(runs_filter)
+                return RunPage(items=[], next_cursor=None, total=total)
+            cursor = skipped["results"][-1]["runId"]
+        variables = {"filter": runs_filter, "cursor": cursor, "limit": limit}
+        result = self.execute(queries.LIST_RUNS_WITH_METADATA, variables)["runsOrError"]
+        if result["__typename"] != "Runs":
+            raise_for_result(result)
+        runs = [parse_run_with_metadata(r) for r in result["results"]]
+        next_cursor = runs[-1].run_id if runs and len(runs) >= limit else None
+        return RunPage(items=runs, next_cursor=next_cursor, total=int(result.get("count") or 0))
+
+    def _count_runs(self, runs_filter: dict[str, Any]) -> int:
+        result = self.execute(queries.LIST_RUNS_WITH_METADATA, {"filter": runs_filter, "limit": 0})
+        return int(result["runsOrError"].get("count") or 0)
+
+    def get_run_with_metadata(self, run_id: str) -> Run:
+        result = self.execute(
+            queries.LIST_RUNS_WITH_METADATA, {"filter": {"runIds": [run_id]}, "limit": 1}
+        )["runsOrError"]
+        if result["__typename"] != "Runs":
+            raise_for_result(result, {"run_id": run_id})
+        if not result["results"]:
+            raise DagsterNotFound(f"Run {run_id!r} not found", {"run_id": run_id})
+        return parse_run_with_metadata(result["results"][0])
+
+    def latest_runs(self, tag_key: str, values: Sequence[str]) -> dict[str, Run | None]:
+        """The newest run (with metadata) of each tag value, in one request."""
+        values = list(dict.fromkeys(values))
+        if not values:
+            return {}
+        variables: dict[str, Any] = {"key": tag_key, **{f"v{i}": v for i, v in enumerate(values)}}
+        data = self.execute(build_latest_runs_query(len(values)), variables)
+        out: dict[str, Run | None] = {}
+        for i, value in enumerate(values):
+            result = data[f"r{i}"]
+            if result["__typename"] != "Runs":
+                raise_for_result(result)
+            results = result["results"]
+            out[value] = parse_run_with_metadata(results[0]) if results else None
+        return out
+
     def wait_for_run(self, run_id: str, timeout: float = 300.0, poll_interval: float = 0.25) -> Run:
         """Poll until the run has finished (SUCCESS, FAILURE or CANCELED); TimeoutError after `timeout`."""
         deadline = time.monotonic() + timeout
@@ -441,6 +529,35 @@ class DagsterClient:
             repositories=[r["name"] for r in location.get("repositories") or []],
         )
 
+    def repository_contents(
+        self, location: str, repository: str = DEFAULT_REPOSITORY
+    ) -> RepositoryContents:
+        """Jobs, schedules and assets (with upstream keys) of one location, read fresh (no cache)."""
+        selector = {"repositoryName": repository, "repositoryLocationName": location}
+        result = self.execute(queries.LOCATION_REPOSITORY, {"selector": selector})["repositoryOrError"]
+        if result["__typename"] != "Repository":
+            raise_for_result(result, {"location": location})
+        return RepositoryContents(
+            location=location,
+            jobs=[j["name"] for j in result["jobs"]],
+            schedules=[
+                Schedule(
+                    name=s["name"],
+                    location=location,
+                    job_name=s["pipelineName"],
+                    cron_schedule=s["cronSchedule"],
+                    execution_timezone=s.get("executionTimezone"),
+                    status=InstigationStatus(s["scheduleState"]["status"]),
+                    default_status=InstigationStatus(s["defaultStatus"]),
+                )
+                for s in result["schedules"]
+            ],
+            assets={
+                "/".join(a["assetKey"]["path"]): ["/".join(d["path"]) for d in a["dependencyKeys"]]
+                for a in result["assetNodes"]
+            },
+        )
+
     def code_locations(self) -> list[CodeLocation]:
         """Every code location with its load state (health reports show the ones that failed)."""
         result = self.execute(queries.CODE_LOCATIONS)["workspaceOrError"]
@@ -489,9 +606,15 @@ class DagsterClient:
             if keys and keys[0] in index.assets:
                 return index.assets[keys[0]]
             addresses = index.jobs.get(job_name, [])
-            if addresses:
-                default = self._default_address()
+            default = self._default_address()
+            if default in addresses or len(addresses) == 1:
                 return default if default in addresses else addresses[0]
+            if len(addresses) > 1:
+                # never guess between locations: the caller must say which one it means
+                raise DagsterInvalidRequest(
+                    f"Job {job_name!r} exists in several code locations; name the location",
+                    {"job_name": job_name, "locations": sorted(a.location for a in addresses)},
+                )
         # Unknown everywhere: Dagster's own PipelineNotFoundError answers for the default location.
         return self._default_address()
 

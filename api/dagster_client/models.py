@@ -64,6 +64,8 @@ class Run(_Model):
     root_run_id: str | None = None
     parent_run_id: str | None = None
     stats: RunStats | None = None
+    # metadata of each asset materialization the run recorded (only from the *_with_metadata calls)
+    materialization_metadata: list[dict[str, Any]] = []
 
     @property
     def duration_seconds(self) -> float | None:
@@ -76,6 +78,8 @@ class RunPage(_Model):
     items: list[Run]
     # Pass back as `cursor` for the next (older) page; None when this page was the last.
     next_cursor: str | None = None
+    # all runs matching the filter (only from list_runs_with_metadata)
+    total: int | None = None
 
 
 class RunEvent(_Model):
@@ -117,6 +121,16 @@ class Schedule(_Model):
     status: InstigationStatus
     default_status: InstigationStatus
     next_tick_at: datetime | None = None
+
+
+class RepositoryContents(_Model):
+    """What one code location's repository holds right now (what a deploy produced)."""
+
+    location: str
+    jobs: list[str] = []
+    schedules: list[Schedule] = []
+    # asset key ("a/b/c") -> its upstream keys
+    assets: dict[str, list[str]] = {}
 
 
 class Sensor(_Model):

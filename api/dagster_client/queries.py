@@ -250,6 +250,65 @@ query CodeLocations {
 }
 """
 
+METADATA_ENTRY_FIELDS = """
+fragment MetadataEntryFields on MetadataEntry {
+  __typename
+  label
+  ... on IntMetadataEntry { intValue intRepr }
+  ... on FloatMetadataEntry { floatValue }
+  ... on TextMetadataEntry { text }
+  ... on BoolMetadataEntry { boolValue }
+  ... on JsonMetadataEntry { jsonString }
+}
+"""
+
+# runs with the metadata their materializations recorded (row counts, phase timings) and the total count
+LIST_RUNS_WITH_METADATA = (
+    """
+query ListRunsWithMetadata($filter: RunsFilter, $cursor: String, $limit: Int) {
+  runsOrError(filter: $filter, cursor: $cursor, limit: $limit) {
+    __typename
+    ... on Runs {
+      count
+      results {
+        ...RunFields
+        assetMaterializations { assetKey { path } metadataEntries { ...MetadataEntryFields } }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+    + RUN_FIELDS
+    + METADATA_ENTRY_FIELDS
+)
+
+LIST_RUN_IDS = """
+query ListRunIds($filter: RunsFilter, $cursor: String, $limit: Int) {
+  runsOrError(filter: $filter, cursor: $cursor, limit: $limit) {
+    __typename
+    ... on Runs { results { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+# one location's repository as it is now (no cache): what a deploy produced
+LOCATION_REPOSITORY = """
+query LocationRepository($selector: RepositorySelector!) {
+  repositoryOrError(repositorySelector: $selector) {
+    __typename
+    ... on Repository {
+      name
+      jobs { name }
+      schedules { name cronSchedule executionTimezone defaultStatus scheduleState { status } pipelineName }
+      assetNodes { assetKey { path } dependencyKeys { path } jobNames }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
 ASSET_MATERIALIZATIONS = """
 query AssetMaterializations($assetKey: AssetKeyInput!, $limit: Int) {
   assetOrError(assetKey: $assetKey) {
@@ -319,6 +378,9 @@ ALL_DOCUMENTS = {
     "WORKSPACE_INDEX": WORKSPACE_INDEX,
     "CODE_LOCATIONS": CODE_LOCATIONS,
     "ASSET_MATERIALIZATIONS": ASSET_MATERIALIZATIONS,
+    "LIST_RUNS_WITH_METADATA": LIST_RUNS_WITH_METADATA,
+    "LIST_RUN_IDS": LIST_RUN_IDS,
+    "LOCATION_REPOSITORY": LOCATION_REPOSITORY,
     "DAEMON_HEALTH": DAEMON_HEALTH,
     "VERSION": VERSION,
 }

@@ -11,3 +11,6 @@ from api.db.base import NAMING_CONVENTION, Base, new_id, utcnow
 from api.users.models import User
 
 __all__ = ["NAMING_CONVENTION", "ActivityLog", "ApiKey", "Base", "RefreshToken", "User", "new_id", "utcnow"]
+
+# every domain's tables on the one metadata, so Alembic and the migration check see them all
+import api.pipelines.models  # noqa: E402, F401

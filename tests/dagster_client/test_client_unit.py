@@ -199,3 +199,30 @@ def test_workspace_index_finds_names_across_locations() -> None:
     assert index.assets["orders_daily"] == marts
     assert index.schedules["datamarts_nightly"][0] == marts
     assert index.sensors["log_failed_runs"] == (aetl, {"name": "log_failed_runs", "id": "s1"})
+
+
+def test_latest_runs_query_is_valid_for_several_values(graphql_schema: GraphQLSchema) -> None:
+    from api.dagster_client.client import build_latest_runs_query
+
+    for count in (1, 3):
+        assert validate(graphql_schema, parse(build_latest_runs_query(count))) == []
+
+
+def test_a_job_in_several_locations_is_never_guessed() -> None:
+    from api.dagster_client import DagsterInvalidRequest
+
+    nodes = [
+        {"name": "__repository__", "location": {"name": loc}, "jobs": [{"name": "same_job"}],
+         "assetNodes": [], "schedules": [], "sensors": []}
+        for loc in ("aetl_pipelines", "aetl_datamarts")
+    ]  # fmt: skip
+    client = DagsterClient("http://127.0.0.1:1")
+    client._index = WorkspaceIndex.from_repositories(nodes)  # noqa: SLF001
+    with pytest.raises(DagsterInvalidRequest) as refused:
+        client.locate_job("same_job")
+    assert refused.value.details["locations"] == ["aetl_datamarts", "aetl_pipelines"]
+    with_default = DagsterClient("http://127.0.0.1:1", location="aetl_pipelines")
+    with_default._index = client._index  # noqa: SLF001
+    assert with_default.locate_job("same_job") == RepositoryAddress("aetl_pipelines", "__repository__")
+    client.close()
+    with_default.close()

@@ -67,7 +67,7 @@ def test_code_locations_load_with_their_domains() -> None:
     assert datamarts.resolve_schedule_def("datamarts_nightly").default_status == DefaultScheduleStatus.STOPPED
 
 
-def test_workspace_lists_both_locations() -> None:
+def test_workspace_lists_the_three_locations() -> None:
     import yaml
 
     from orchestration.dagster_home import WORKSPACE_YAML
@@ -76,6 +76,7 @@ def test_workspace_lists_both_locations() -> None:
     assert [(e["location_name"], e["module_name"]) for e in entries] == [
         ("aetl", "orchestration.definitions"),
         ("aetl_datamarts", "orchestration.defs.datamarts"),
+        ("aetl_pipelines", "orchestration.defs.pipelines"),
     ]
 
 

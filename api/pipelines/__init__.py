@@ -1,0 +1,1 @@
+"""Pipelines domain: documents and their immutable versions, deploy into Dagster, runs, live status."""

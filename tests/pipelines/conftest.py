@@ -1,0 +1,91 @@
+"""Pipelines tests run against the session stack: the real API, Dagster (with the `aetl_pipelines`
+code location), the embedded warehouse and PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from clickhouse_connect.driver.client import Client
+from pipeline_helpers import PASSWORD, Caller
+
+from api.dagster_client import DagsterClient
+from orchestration.stack import Stack
+from orchestration.warehouse.client import get_client
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{stack.api_url}/api/v1", timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def admin(api: httpx.Client, stack: Stack) -> Caller:
+    settings = stack.settings
+    response = api.post(
+        "/auth/login",
+        json={"username": settings.admin_username, "password": settings.admin_password.get_secret_value()},
+    )
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    me = api.get("/users/me", headers={"Authorization": f"Bearer {token}"}).json()
+    return Caller("admin", me["id"], {"Authorization": f"Bearer {token}"}, token)
+
+
+@pytest.fixture(scope="session")
+def make_caller(api: httpx.Client, admin: Caller) -> Callable[[str], Caller]:
+    """A new user of the role (own rate-limit budget), logged in."""
+
+    def make(role: str) -> Caller:
+        name = f"p_{role}_{secrets.token_hex(4)}"
+        created = api.post(
+            "/users",
+            headers=admin.headers,
+            json={"username": name, "email": f"{name}@example.com", "password": PASSWORD, "role": role},
+        )
+        assert created.status_code == 201, created.text
+        login = api.post("/auth/login", json={"username": name, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        token = login.json()["access_token"]
+        return Caller(role, created.json()["data"]["id"], {"Authorization": f"Bearer {token}"}, token)
+
+    return make
+
+
+@pytest.fixture()
+def engineer(make_caller: Callable[[str], Caller]) -> Caller:
+    """A fresh pipeline author (designer-level role) per test."""
+    return make_caller("engineer")
+
+
+@pytest.fixture(scope="session")
+def dagster(stack: Stack) -> Iterator[DagsterClient]:
+    with DagsterClient(stack.settings.dagster_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture()
+def warehouse(stack: Stack) -> Iterator[Client]:
+    client = get_client(stack.settings.clickhouse_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def source_table(warehouse: Client) -> Iterator[str]:
+    """A warehouse table with 10 orders (database `pt_<hex>`), dropped afterwards."""
+    database = f"pt_{uuid.uuid4().hex[:10]}"
+    warehouse.command(f"CREATE DATABASE {database}")
+    warehouse.command(
+        f"CREATE TABLE {database}.orders (id UInt32, day Date, amount Float64) ENGINE = MergeTree ORDER BY id"
+    )
+    warehouse.command(
+        f"INSERT INTO {database}.orders SELECT number, toDate('2026-01-01') + number % 3, number * 1.5 "
+        "FROM numbers(10)"
+    )
+    yield f"{database}.orders"
+    warehouse.command(f"DROP DATABASE IF EXISTS {database} SYNC")

@@ -28,11 +28,11 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from api.auth.service import resolve_principal
 from api.core.errors import AppError, NotFound, PermissionDenied
 from api.dagster_client import DagsterClientError, RunStatus
 from api.db.session import new_session
 from api.pipelines import service
-from api.auth.service import resolve_principal
 from orchestration.specs.pipeline_plan import TAG_PIPELINE
 
 logger = logging.getLogger("api.pipelines.live")

@@ -12,7 +12,10 @@ from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Response, 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.auth.service import Principal
 from api.core.errors import NotFound
+from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND
+from api.core.schemas import Envelope, ok
 from api.dagster_client import DagsterClientError, Run
 from api.deps import ClientIP, SessionDep, require_permission
 from api.pipelines import service
@@ -39,9 +42,6 @@ from api.pipelines.schemas import (
     VersionPublic,
     VersionSummary,
 )
-from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND
-from api.core.schemas import Envelope, ok
-from api.auth.service import Principal
 from orchestration.specs.pipeline_plan import LOCATION, TAG_PIPELINE, TAG_TRIGGERED_BY, TAG_VERSION, job_name
 
 logger = logging.getLogger("api.pipelines")

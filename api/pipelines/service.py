@@ -19,6 +19,7 @@ from croniter import croniter  # type: ignore[import-untyped]
 from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
+from api.activity.service import log_activity
 from api.core.config import get_settings
 from api.core.errors import Conflict, NotFound, ValidationFailed
 from api.dagster_client import DagsterClient, DagsterClientError, DagsterUnavailable, Run, RunStatus
@@ -32,7 +33,6 @@ from api.pipelines.schemas import (
     VersionCreate,
     _DocumentFields,
 )
-from api.activity.service import log_activity
 from orchestration.specs.pipeline import (
     CREDENTIAL_KEYS,
     DocumentError,

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # optional cache / shared state; empty means "not configured" (reported honestly by /health/cache)
     redis_url: str | None = Field(None, validation_alias="AETL_REDIS_URL")
     log_level: str = Field("INFO", validation_alias="AETL_LOG_LEVEL")
+    # folders file connectors may read (os.pathsep-separated); empty: $AETL_DATA_DIR/imports
+    file_roots_override: str | None = Field(None, validation_alias="AETL_FILE_ROOTS")
 
     @property
     def instance_suffix(self) -> str:
@@ -125,6 +127,12 @@ class Settings(BaseSettings):
     @property
     def warehouse_dir(self) -> Path:
         return self.data_dir.resolve() / "warehouse"
+
+    @property
+    def file_roots(self) -> list[Path]:
+        if self.file_roots_override:
+            return [Path(p).expanduser().resolve() for p in self.file_roots_override.split(":") if p]
+        return [self.data_dir.resolve() / "imports"]
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

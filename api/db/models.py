@@ -109,3 +109,8 @@ class ActivityLog(Base):
     ip_address: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), index=True)
+
+
+# domain tables register on the same metadata (Alembic autogenerate and the migration test see them)
+from api.connectors import models as _connector_models  # noqa: E402, F401
+from api.schema import models as _schema_models  # noqa: E402, F401

@@ -10,11 +10,13 @@ import httpx
 from fastapi import APIRouter, FastAPI
 from prometheus_client import PlatformCollector, ProcessCollector
 
+from api.connectors import router as connectors_router
 from api.core.config import Settings, get_settings
 from api.core.errors import install_error_handlers
 from api.core.middleware import Metrics, RateLimiter, RequestContextMiddleware, route_list
 from api.db.session import get_engine
 from api.routes import auth, health, roles, users
+from api.schema import router as schema_router
 from api.services.health import DagsterProbe, dagster_probe
 
 API_PREFIX = "/api/v1"
@@ -80,7 +82,7 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
     )
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, users, roles):
+    for module in (auth, users, roles, connectors_router, schema_router):
         api.include_router(module.router)
     api.include_router(health.router)
     app.include_router(health.root_router)

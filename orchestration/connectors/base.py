@@ -43,9 +43,13 @@ class ColumnInfo:
     name: str
     type: str  # the source's own type name
     clickhouse_type: str
-    nullable: bool
+    nullable: bool | None = None  # None: as the ClickHouse type says
     primary_key: bool = False
     default: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.nullable is None:
+            self.nullable = self.clickhouse_type.startswith("Nullable(")
 
 
 @dataclass

@@ -149,9 +149,7 @@ def describe_table(config: ClickHouseConfig, table: str) -> TableSchema:
         exact, method = True, "system.tables.total_rows (exact for MergeTree tables)"
     return TableSchema(
         table_name=table,
-        columns=[
-            ColumnInfo(c, t, t, t.startswith("Nullable("), bool(pk), d or None) for c, t, pk, d in columns
-        ],
+        columns=[ColumnInfo(c, t, t, primary_key=bool(pk), default=d or None) for c, t, pk, d in columns],
         primary_key=primary,
         indexes=indexes,
         row_count=int(total_rows),

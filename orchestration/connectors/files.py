@@ -321,7 +321,8 @@ def warehouse_file_relation(
         location = f"{parent}/{{{','.join(p.name for p in paths)}}}"
     if "'" in location or "\\" in location:
         return None
-    return f"file('{location}', '{fmt}', '{structure or 'auto'}', '{compression}')"
+    columns = (structure or "auto").replace("\\", "\\\\").replace("'", "\\'")
+    return f"file('{location}', '{fmt}', '{columns}', '{compression}')"
 
 
 def resolve_source_files(config: FileConfig, name: str) -> list[Path]:

@@ -164,8 +164,8 @@ def describe_table(config: MySQLConfig, table: str) -> TableSchema:
                 c,
                 t,
                 nullable(mysql_to_clickhouse(t), n == "YES"),
-                c in primary,
-                None if d is None else str(d),
+                primary_key=c in primary,
+                default=None if d is None else str(d),
             )
             for c, t, n, _, d in rows
         ],

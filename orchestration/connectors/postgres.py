@@ -154,7 +154,13 @@ def describe_table(config: PostgresConfig, table: str) -> TableSchema:
     return TableSchema(
         table_name=table,
         columns=[
-            ColumnInfo(name, pg_type, nullable(pg_to_clickhouse(pg_type), is_null), name in primary, default)
+            ColumnInfo(
+                name,
+                pg_type,
+                nullable(pg_to_clickhouse(pg_type), is_null),
+                primary_key=name in primary,
+                default=default,
+            )
             for name, pg_type, is_null, default in columns
         ],
         primary_key=primary,

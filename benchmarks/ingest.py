@@ -136,7 +136,11 @@ def worker(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - started
     warehouse.command(f"DROP TABLE {table} SYNC")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": elapsed, "rows": result.rows_written, "path": result.path, "peak_rss_mb": peak_mb}))
+    print(
+        json.dumps(
+            {"seconds": elapsed, "rows": result.rows_written, "path": result.path, "peak_rss_mb": peak_mb}
+        )
+    )
 
 
 def run_worker(kind: str, warehouse: str, data_dir: Path, **extra: str) -> dict[str, object]:
@@ -199,14 +203,20 @@ def main() -> None:
                             "CREATE TABLE sales (id bigint, order_date date, customer_id integer, product text, "
                             "region text, quantity smallint, unit_price double precision, amount double precision)"
                         )
-                        with conn.cursor() as cursor, cursor.copy("COPY sales FROM STDIN (FORMAT csv, HEADER)") as copy:
+                        with (
+                            conn.cursor() as cursor,
+                            cursor.copy("COPY sales FROM STDIN (FORMAT csv, HEADER)") as copy,
+                        ):
                             with csv_path.open("rb") as handle:
                                 while block := handle.read(1 << 20):
                                     copy.write(block)
                         conn.execute("VACUUM ANALYZE sales")
                     native = min(native_copy(pg_url) for _ in range(args.repeat))
                     ours = min(
-                        (run_worker("postgres", url, data_dir, pg_database=database) for _ in range(args.repeat)),
+                        (
+                            run_worker("postgres", url, data_dir, pg_database=database)
+                            for _ in range(args.repeat)
+                        ),
                         key=lambda r: float(r["seconds"]),  # type: ignore[arg-type]
                     )
                     report("postgres", args.rows, native, ours, "COPY … TO STDOUT alone")

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-import pymysql
+import pymysql  # type: ignore[import-untyped]
 
 from orchestration.lib.pg import drop_pg_database, ensure_pg_database
 
@@ -63,7 +63,9 @@ def postgres_source() -> Iterator[PgSource]:
             conn.execute(f"DROP ROLE IF EXISTS {role}")
 
 
-def transaction_rows(count: int, start_id: int = 1, start_day: dt.date = dt.date(2025, 9, 1)) -> list[tuple[object, ...]]:
+def transaction_rows(
+    count: int, start_id: int = 1, start_day: dt.date = dt.date(2025, 9, 1)
+) -> list[tuple[object, ...]]:
     """Deterministic sales transactions: some refunds (amount <= 0), spread over 30 days."""
     rows = []
     for i in range(start_id, start_id + count):
@@ -86,7 +88,9 @@ def create_transactions_table(source: PgSource, rows: int = 1000, *, table: str 
         add_transactions(source, transaction_rows(rows), table=table)
 
 
-def add_transactions(source: PgSource, rows: list[tuple[object, ...]], *, table: str = "transactions") -> None:
+def add_transactions(
+    source: PgSource, rows: list[tuple[object, ...]], *, table: str = "transactions"
+) -> None:
     with psycopg.connect(source.url, autocommit=True) as conn, conn.cursor() as cursor:
         with cursor.copy(f"COPY {table} (id, customer, amount, date, created_at, paid) FROM STDIN") as copy:
             for row in rows:
@@ -105,8 +109,12 @@ class MySQLSource:
     def credentials(self) -> dict[str, str]:
         return {"username": self.username, "password": self.password}
 
-    def execute(self, statement: str, args: tuple[object, ...] | list[tuple[object, ...]] = ()) -> list[tuple[object, ...]]:
-        conn = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", database=self.database, autocommit=True)
+    def execute(
+        self, statement: str, args: tuple[object, ...] | list[tuple[object, ...]] = ()
+    ) -> list[tuple[object, ...]]:
+        conn = pymysql.connect(
+            host=MYSQL_HOST, port=MYSQL_PORT, user="root", database=self.database, autocommit=True
+        )
         try:
             with conn.cursor() as cursor:
                 if isinstance(args, list):

@@ -83,7 +83,7 @@ def test_connection(config: ClickHouseConfig) -> TestReport:
         exists = client.command(
             "SELECT count() FROM system.databases WHERE name = {d:String}", parameters={"d": config.database}
         )
-        if not int(exists):
+        if not int(str(exists)):
             raise ConnectorFailure(
                 "database_missing", f"database {config.database!r} does not exist", step="database"
             )

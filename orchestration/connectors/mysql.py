@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
-import pymysql
-import pymysql.cursors
+import pymysql  # type: ignore[import-untyped]
+import pymysql.cursors  # type: ignore[import-untyped]
 
 from orchestration.connectors.base import (
     ColumnInfo,
@@ -26,7 +26,7 @@ from orchestration.connectors.base import (
     remaining_budget,
 )
 from orchestration.connectors.config import MySQLConfig
-from orchestration.connectors.types import mysql_to_clickhouse, nullable
+from orchestration.connectors.types import mysql_to_clickhouse, nullable, strip_nullable
 
 EXACT_COUNT_LIMIT = 100_000
 BATCH_ROWS = 50_000
@@ -178,7 +178,7 @@ def describe_table(config: MySQLConfig, table: str) -> TableSchema:
 
 
 def _arrow_type(ch_type: str) -> pa.DataType:
-    base = ch_type.removeprefix("Nullable(").removesuffix(")")
+    base = strip_nullable(ch_type)
     if base.startswith("Int") or base.startswith("UInt"):
         bits = int(base.lstrip("UInt"))
         return getattr(pa, ("uint" if base.startswith("U") else "int") + str(bits))()
@@ -221,12 +221,15 @@ def stream_batches(
     cursor = conn.cursor()
     try:
         cursor.execute(select, args)
-    except pymysql.MySQLError as error:
-        conn.close()
-        raise ConnectorFailure("query", f"MySQL query failed: {error.args[-1]}", step="query") from None
-    if not columns:
-        columns = [ColumnInfo(d[0], "", "Nullable(String)") for d in cursor.description]
-    schema = pa.schema([(c.name, _arrow_type(c.clickhouse_type)) for c in columns])
+        if not columns:
+            columns = [ColumnInfo(d[0], "", "Nullable(String)") for d in cursor.description]
+        schema = pa.schema([(c.name, _arrow_type(c.clickhouse_type)) for c in columns])
+    except BaseException as error:
+        # an open unbuffered result holds the table's metadata lock: never leave one behind
+        _abandon(conn)
+        if isinstance(error, pymysql.MySQLError):
+            raise ConnectorFailure("query", f"MySQL query failed: {error.args[-1]}", step="query") from None
+        raise
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
@@ -241,7 +244,14 @@ def stream_batches(
                 ]
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
         finally:
-            cursor.close()
-            conn.close()
+            _abandon(conn)
 
     return columns, batches()
+
+
+def _abandon(conn: Any) -> None:
+    """Close without draining an unread result (closing the socket ends the query server-side)."""
+    try:
+        conn._force_close()  # noqa: SLF001 - pymysql's close() would read the rest of the result first
+    except Exception:  # noqa: BLE001
+        pass

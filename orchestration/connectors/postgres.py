@@ -26,7 +26,7 @@ from orchestration.connectors.base import (
     remaining_budget,
 )
 from orchestration.connectors.config import PostgresConfig
-from orchestration.connectors.types import nullable, pg_to_clickhouse
+from orchestration.connectors.types import nullable, pg_to_clickhouse, strip_nullable
 
 # tables smaller than this (by the planner's estimate) are counted exactly
 EXACT_COUNT_LIMIT = 100_000
@@ -223,7 +223,7 @@ def describe_columns_only(
 def _select_expression(column: ColumnInfo) -> sql.Composable:
     """How a column is written by COPY so that ClickHouse's TSV reader takes it as is."""
     ident = sql.Identifier(column.name)
-    base = column.clickhouse_type.removeprefix("Nullable(").removesuffix(")")
+    base = strip_nullable(column.clickhouse_type)
     if base == "Bool":
         return sql.SQL("{}::int").format(ident)
     if base.startswith("DateTime64") and "UTC" in base:

@@ -34,6 +34,10 @@ def nullable(ch_type: str, is_nullable: bool) -> str:
     return f"Nullable({ch_type})" if is_nullable and not ch_type.startswith("Nullable(") else ch_type
 
 
+def strip_nullable(ch_type: str) -> str:
+    return ch_type[9:-1] if ch_type.startswith("Nullable(") else ch_type
+
+
 def pg_to_clickhouse(pg_type: str) -> str:
     """`format_type()` text (e.g. `numeric(10,2)`, `timestamp(3) with time zone`) → ClickHouse type."""
     t = pg_type.lower().strip()

@@ -377,7 +377,7 @@ def _create_statement(name: str, target: Target, select: str) -> str:
     engine = "ReplacingMergeTree" if target.mode is LoadMode.MERGE else "MergeTree"
     return (
         f"CREATE TABLE IF NOT EXISTS {name} ENGINE = {engine} ORDER BY {order_sql} "
-        f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW} EMPTY AS {select}"
+        f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}, allow_nullable_key = 1 EMPTY AS {select}"
     )
 
 

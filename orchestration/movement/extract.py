@@ -162,11 +162,18 @@ def _stage_postgres(
         columns: list[ColumnInfo] = postgres.relation_columns(conn, config, source.table, source.query)
         table = create_staging(client, staging, [(c.name, c.clickhouse_type) for c in columns])
         counted = {"bytes": 0}
+        stream = postgres.copy_stream(
+            conn, config, source.table, source.query, columns, source.cursor_column, cursor_after
+        )
+        first = next(stream, None)
+        if first is None:
+            # nothing to read (e.g. no new rows past the cursor): an empty insert is an error in ClickHouse
+            return StagedSource(
+                f"SELECT * FROM {table}", "postgres_copy_text_tsv", 0, 0, staging_table=staging
+            )
 
         def blocks() -> Iterator[bytes]:
-            for block in postgres.copy_stream(
-                conn, config, source.table, source.query, columns, source.cursor_column, cursor_after
-            ):
+            for block in _chain(first, stream):
                 counted["bytes"] += len(block)
                 yield block
 
@@ -264,7 +271,7 @@ def _stage_file(
     )
 
 
-def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
 

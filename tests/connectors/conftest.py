@@ -53,11 +53,19 @@ def as_role(api: httpx.Client, admin: Caller) -> Iterator[Callable[[str], Caller
             created = api.post(
                 "/users",
                 headers=admin.headers,
-                json={"username": name, "email": f"{name}@example.com", "password": ROLE_PASSWORD, "role": role},
+                json={
+                    "username": name,
+                    "email": f"{name}@example.com",
+                    "password": ROLE_PASSWORD,
+                    "role": role,
+                },
             )
             assert created.status_code == 201, created.text
             token = api.post("/auth/login", json={"username": name, "password": ROLE_PASSWORD}).json()
-            made[role] = (created.json()["data"]["id"], Caller(role, {"Authorization": f"Bearer {token['access_token']}"}))
+            made[role] = (
+                created.json()["data"]["id"],
+                Caller(role, {"Authorization": f"Bearer {token['access_token']}"}),
+            )
         return made[role][1]
 
     yield get

@@ -85,9 +85,7 @@ def test_postgres_connector_crud_masks_credentials(
     assert after["test_status"] == "success" and after["last_tested"]
 
     # the duplicate name is refused; the deleted connector is gone
-    again = api.post(
-        "/connectors", headers=admin.headers, json={"name": name, "type": "csv", "config": {}}
-    )
+    again = api.post("/connectors", headers=admin.headers, json={"name": name, "type": "csv", "config": {}})
     assert_error(again, 409, "DUPLICATE_RESOURCE")
     deleted = api.delete(f"/connectors/{connector_id}", headers=admin.headers)
     assert deleted.status_code == 200 and deleted.json()["status"] == "success"
@@ -109,14 +107,24 @@ def test_aggregator_create_shape_and_table_schema(
     columns = {c["name"]: c for c in body["columns"]}
     assert list(columns) == ["id", "customer", "amount", "date", "created_at", "paid"]
     assert columns["id"]["primary_key"] is True and columns["id"]["nullable"] is False
-    assert columns["amount"]["type"] == "numeric(10,2)" and columns["amount"]["clickhouse_type"] == "Decimal(10, 2)"
+    assert (
+        columns["amount"]["type"] == "numeric(10,2)"
+        and columns["amount"]["clickhouse_type"] == "Decimal(10, 2)"
+    )
     assert columns["paid"]["nullable"] is True and columns["paid"]["clickhouse_type"] == "Nullable(Bool)"
     assert columns["created_at"]["clickhouse_type"] == "DateTime64(6, 'UTC')"
     assert body["primary_key"] == ["id"]
-    assert {"name": "idx_transactions_date", "columns": ["date"], "unique": False, "primary": False} in body["indexes"]
+    assert {"name": "idx_transactions_date", "columns": ["date"], "unique": False, "primary": False} in body[
+        "indexes"
+    ]
     assert body["row_count"] == 500 and body["row_count_exact"] is True
     # qualified names work; a missing table is 404, SQL in the name is 422 before any query
-    assert api.get(f"/connectors/{connector['id']}/schema/public.transactions", headers=admin.headers).status_code == 200
+    assert (
+        api.get(
+            f"/connectors/{connector['id']}/schema/public.transactions", headers=admin.headers
+        ).status_code
+        == 200
+    )
     assert_error(api.get(f"/connectors/{connector['id']}/schema/nope", headers=admin.headers), 404)
     bad = api.get(
         f"/connectors/{connector['id']}/schema/transactions; DROP TABLE transactions", headers=admin.headers
@@ -130,7 +138,9 @@ def test_mysql_clickhouse_and_file_connectors_test_and_describe(
 ) -> None:
     with mysql_source() as source:
         create_mysql_transactions(source, 300)
-        mysql = make_connector(type="mariadb", config=source.connector_config(), credentials=source.credentials())
+        mysql = make_connector(
+            type="mariadb", config=source.connector_config(), credentials=source.credentials()
+        )
         assert mysql["type"] == "mysql"
         tested = _record(api.post(f"/connectors/{mysql['id']}/test", headers=admin.headers))
         assert tested.status_code == 200, tested.text
@@ -160,7 +170,9 @@ def test_mysql_clickhouse_and_file_connectors_test_and_describe(
         warehouse.close()
 
     # files: CSV (gzip), Parquet, Excel under the file root
-    (files_dir / "sales.csv.gz").write_bytes(gzip.compress(b"id,amount,day\n1,2.5,2025-01-01\n2,3.5,2025-01-02\n"))
+    (files_dir / "sales.csv.gz").write_bytes(
+        gzip.compress(b"id,amount,day\n1,2.5,2025-01-01\n2,3.5,2025-01-02\n")
+    )
     pq.write_table(pa.table({"id": [1, 2, 3], "name": ["a", "b", None]}), files_dir / "items.parquet")
     book = xlsxwriter.Workbook(str(files_dir / "book.xlsx"))
     sheet = book.add_worksheet("data")
@@ -179,7 +191,10 @@ def test_mysql_clickhouse_and_file_connectors_test_and_describe(
         assert tested.json()["details"]["files_found"] >= 1
         schema = api.get(f"/connectors/{connector['id']}/schema/{name}", headers=admin.headers)
         assert schema.status_code == 200, schema.text
-        assert schema.json()["row_count"] == rows and schema.json()["columns"][0]["clickhouse_type"] == first_type
+        assert (
+            schema.json()["row_count"] == rows
+            and schema.json()["columns"][0]["clickhouse_type"] == first_type
+        )
         assert_error(api.get(f"/connectors/{connector['id']}/schema/missing.csv", headers=admin.headers), 404)
 
 
@@ -189,7 +204,11 @@ def test_mysql_clickhouse_and_file_connectors_test_and_describe(
         ({"host": "127.0.0.1", "port": 1, "database": "x"}, {"username": "u", "password": "p"}, "refused"),
         ({"host": "no-such-host.invalid", "database": "x"}, {"username": "u", "password": "p"}, "dns"),
         ({"host": "127.0.0.1", "database": "no_such_db_aetl"}, {"username": "postgres"}, "database_missing"),
-        ({"host": "127.0.0.1", "database": "postgres"}, {"username": "no_such_role_aetl", "password": "x"}, "auth"),
+        (
+            {"host": "127.0.0.1", "database": "postgres"},
+            {"username": "no_such_role_aetl", "password": "x"},
+            "auth",
+        ),
     ],
 )
 def test_postgres_test_failures_say_what_failed_quickly(
@@ -217,7 +236,9 @@ def test_mysql_wrong_password_is_an_auth_failure(
 ) -> None:
     with mysql_source() as source:
         connector = make_connector(
-            type="mysql", config=source.connector_config(), credentials={"username": source.username, "password": "wrong"}
+            type="mysql",
+            config=source.connector_config(),
+            credentials={"username": source.username, "password": "wrong"},
         )
         started = time.monotonic()
         response = _record(api.post(f"/connectors/{connector['id']}/test", headers=admin.headers))
@@ -232,7 +253,9 @@ def test_unreachable_host_fails_within_five_seconds(
 ) -> None:
     # a TEST-NET address: packets go nowhere, so only the time limit ends the attempt
     connector = make_connector(
-        type="mysql", config={"host": "192.0.2.1", "database": "x", "connect_timeout": 30}, credentials={"username": "u"}
+        type="mysql",
+        config={"host": "192.0.2.1", "database": "x", "connect_timeout": 30},
+        credentials={"username": "u"},
     )
     started = time.monotonic()
     response = api.post(f"/connectors/{connector['id']}/test", headers=admin.headers)
@@ -243,27 +266,45 @@ def test_unreachable_host_fails_within_five_seconds(
 
 def test_bad_input_is_4xx_in_the_contract_shape(api: httpx.Client, admin: Caller, files_dir: Path) -> None:
     def create(body: dict[str, object]) -> httpx.Response:
-        return api.post("/connectors", headers=admin.headers, json={"name": f"bad_{uuid.uuid4().hex[:6]}", **body})
+        return api.post(
+            "/connectors", headers=admin.headers, json={"name": f"bad_{uuid.uuid4().hex[:6]}", **body}
+        )
 
     body = assert_error(create({"type": "oracle", "config": {}}), 422, "VALIDATION_ERROR")
     assert body["errors"][0]["field"] == "type"  # type: ignore[index]
-    body = assert_error(create({"type": "postgresql", "config": {"host": "h", "port": 0, "database": "d", "username": "u"}}), 422)
+    body = assert_error(
+        create({"type": "postgresql", "config": {"host": "h", "port": 0, "database": "d", "username": "u"}}),
+        422,
+    )
     assert body["errors"][0]["field"] == "config.port"  # type: ignore[index]
     huge = "h" * (1024 * 1024)
-    body = assert_error(create({"type": "postgresql", "config": {"host": huge, "database": "d", "username": "u"}}), 422)
+    body = assert_error(
+        create({"type": "postgresql", "config": {"host": huge, "database": "d", "username": "u"}}), 422
+    )
     assert body["errors"][0]["field"] == "config.host" and huge not in str(body)  # type: ignore[index]
-    body = assert_error(create({"type": "mysql", "config": {"host": "h; DROP TABLE x", "database": "d", "username": "u"}}), 422)
+    body = assert_error(
+        create({"type": "mysql", "config": {"host": "h; DROP TABLE x", "database": "d", "username": "u"}}),
+        422,
+    )
     assert body["errors"][0]["field"] == "config.host"  # type: ignore[index]
     body = assert_error(create({"type": "postgresql", "config": {"host": "h", "database": "d"}}), 422)
     assert body["errors"][0]["field"] == "config.username"  # type: ignore[index]
     assert_error(create({"type": "csv", "config": {"path": "../etc"}}), 422)
-    assert_error(create({"type": "mysql", "config": {"host": "h", "database": "d", "username": "u", "sneaky": 1}}), 422)
+    assert_error(
+        create({"type": "mysql", "config": {"host": "h", "database": "d", "username": "u", "sneaky": 1}}), 422
+    )
     assert_error(create({"config": {}}), 422)
     assert_error(api.post("/connectors", headers=admin.headers, content=b"{not json"), 422)
     # a symlink that leaves the file root is refused when used
     (files_dir / "escape").symlink_to("/etc")
     created = api.post(
-        "/connectors", headers=admin.headers, json={"name": f"f_{uuid.uuid4().hex[:6]}", "type": "csv", "config": {"path": f"{files_dir.name}/escape"}}
+        "/connectors",
+        headers=admin.headers,
+        json={
+            "name": f"f_{uuid.uuid4().hex[:6]}",
+            "type": "csv",
+            "config": {"path": f"{files_dir.name}/escape"},
+        },
     )
     assert created.status_code == 201
     tested = api.post(f"/connectors/{created.json()['id']}/test", headers=admin.headers)
@@ -295,10 +336,16 @@ ROUTES: list[tuple[str, str, str, str]] = [
 
 @pytest.mark.parametrize("role", ROLE_NAMES)
 def test_every_route_for_every_role(
-    api: httpx.Client, as_role: Callable[[str], Caller], make_connector: Callable[..., dict[str, object]], pg_source: PgSource, role: str
+    api: httpx.Client,
+    as_role: Callable[[str], Caller],
+    make_connector: Callable[..., dict[str, object]],
+    pg_source: PgSource,
+    role: str,
 ) -> None:
     caller = as_role(role)
-    connector = make_connector(type="postgresql", config=pg_source.connector_config(), credentials=pg_source.credentials())
+    connector = make_connector(
+        type="postgresql", config=pg_source.connector_config(), credentials=pg_source.credentials()
+    )
     bodies: dict[str, dict[str, object]] = {
         "/connectors": {"name": f"r_{uuid.uuid4().hex[:6]}", "type": "csv", "config": {}},
         "/connectors/{id}": {"description": "x"},
@@ -324,7 +371,9 @@ def test_every_route_for_every_role(
             make_connector  # noqa: B018 - created by this role; remove it as admin
             api.delete(f"/connectors/{response.json()['id']}", headers=as_role("admin").headers)
         if method == "DELETE" and response.status_code == 200:
-            connector = make_connector(type="postgresql", config=pg_source.connector_config(), credentials=pg_source.credentials())
+            connector = make_connector(
+                type="postgresql", config=pg_source.connector_config(), credentials=pg_source.credentials()
+            )
         SEEN_RESPONSES.append(response.text)
     assert api.get("/connectors").status_code == 401
 

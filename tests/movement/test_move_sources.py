@@ -39,9 +39,16 @@ PG_DAILY_SALES = (
 )
 
 
-def document(source: dict[str, Any], target: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> PipelineDocument:
+def document(
+    source: dict[str, Any], target: dict[str, Any], steps: list[dict[str, Any]] | None = None
+) -> PipelineDocument:
     return PipelineDocument.parse(
-        {"name": "t", "sources": [{"id": "source_1", **source}], "transformations": steps or [], "targets": [target]}
+        {
+            "name": "t",
+            "sources": [{"id": "source_1", **source}],
+            "transformations": steps or [],
+            "targets": [target],
+        }
     )
 
 
@@ -70,7 +77,9 @@ def test_postgres_daily_sales_equals_the_same_sql_on_postgres(
     result = run(doc, context, warehouse)
     assert result.path == "postgres_copy_text_tsv" and result.rows_read == 2000
     expected = pg.execute(PG_DAILY_SALES)
-    got = wh.query(f"SELECT day, total_amount, transactions FROM {target_db}.daily_sales ORDER BY day").result_rows
+    got = wh.query(
+        f"SELECT day, total_amount, transactions FROM {target_db}.daily_sales ORDER BY day"
+    ).result_rows
     assert [(d, Decimal(t), c) for d, t, c in got] == [(d, s, c) for d, s, c in expected]
     assert result.rows_written == len(expected) and result.extraction_time_ms > 0
     metadata = result.as_metadata()
@@ -86,7 +95,9 @@ def test_postgres_copy_keeps_every_value_and_appends_once_per_load_id(
     pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,
     wh: Client, target_db: str, move_context: Callable[..., MoveContext],
 ) -> None:  # fmt: skip
-    pg.execute("INSERT INTO transactions VALUES (999999, E'tab\\there \"q\" \\\\ back', -1.5, '2025-01-01', now(), NULL)")
+    pg.execute(
+        "INSERT INTO transactions VALUES (999999, E'tab\\there \"q\" \\\\ back', -1.5, '2025-01-01', now(), NULL)"
+    )
     connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
     doc = document(
         {"connector_id": connector["id"], "table": "transactions"},
@@ -98,7 +109,9 @@ def test_postgres_copy_keeps_every_value_and_appends_once_per_load_id(
     source_rows = pg.execute(
         "SELECT id, customer, amount, date, created_at AT TIME ZONE 'UTC', paid FROM transactions ORDER BY id"
     )
-    got = wh.query(f"SELECT id, customer, amount, date, created_at, paid FROM {target_db}.tx ORDER BY id").result_rows
+    got = wh.query(
+        f"SELECT id, customer, amount, date, created_at, paid FROM {target_db}.tx ORDER BY id"
+    ).result_rows
     assert [(r[0], r[1], Decimal(r[2]), r[3], r[4].replace(tzinfo=None), r[5]) for r in got] == source_rows
     # a retry of the same run (same load id) writes nothing; a new run appends
     again = run(doc, context, warehouse)
@@ -114,7 +127,13 @@ def test_incremental_loads_only_new_rows(
     connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
     doc = document(
         {"connector_id": connector["id"], "table": "transactions", "cursor_column": "id"},
-        {"table": "tx", "database": target_db, "mode": "incremental", "cursor_column": "id", "order_by": ["id"]},
+        {
+            "table": "tx",
+            "database": target_db,
+            "mode": "incremental",
+            "cursor_column": "id",
+            "order_by": ["id"],
+        },
     )
     assert run(doc, move_context(), warehouse).rows_written == 2000
     add_transactions(pg, transaction_rows(150, start_id=2001))
@@ -132,7 +151,9 @@ def test_mariadb_daily_sales(
 ) -> None:  # fmt: skip
     with mysql_source() as source:
         create_mysql_transactions(source, 1500)
-        connector = make_connector(type="mysql", config=source.connector_config(), credentials=source.credentials())
+        connector = make_connector(
+            type="mysql", config=source.connector_config(), credentials=source.credentials()
+        )
         doc = document(
             {"connector_id": connector["id"], "table": "transactions"},
             {"table": "daily_sales", "database": target_db, "mode": "replace"},
@@ -143,15 +164,21 @@ def test_mariadb_daily_sales(
         expected = source.execute(
             "SELECT date, sum(amount), count(*) FROM transactions WHERE amount > 0 GROUP BY date ORDER BY date"
         )
-        got = wh.query(f"SELECT day, total_amount, transactions FROM {target_db}.daily_sales ORDER BY day").result_rows
+        got = wh.query(
+            f"SELECT day, total_amount, transactions FROM {target_db}.daily_sales ORDER BY day"
+        ).result_rows
         assert [(d, Decimal(t), c) for d, t, c in got] == [tuple(r) for r in expected]
         copy = document(
             {"connector_id": connector["id"], "table": "transactions"},
             {"table": "tx", "database": target_db, "mode": "replace"},
         )
         run(copy, move_context(), warehouse)
-        rows = source.execute("SELECT id, customer, amount, date, created_at, paid FROM transactions ORDER BY id")
-        got = wh.query(f"SELECT id, customer, amount, date, created_at, paid FROM {target_db}.tx ORDER BY id").result_rows
+        rows = source.execute(
+            "SELECT id, customer, amount, date, created_at, paid FROM transactions ORDER BY id"
+        )
+        got = wh.query(
+            f"SELECT id, customer, amount, date, created_at, paid FROM {target_db}.tx ORDER BY id"
+        ).result_rows
         assert [(r[0], r[1], Decimal(r[2]), r[3], r[4], r[5]) for r in got] == [tuple(r) for r in rows]
 
 
@@ -214,7 +241,9 @@ def test_files_load_row_for_row(
         kind, f"warehouse_file_{connector_type}"
     )
     assert result.path == expected_path
-    got = wh.query(f"SELECT id, customer, amount, toDate(date) FROM {target_db}.sales ORDER BY id").result_rows
+    got = wh.query(
+        f"SELECT id, customer, amount, toDate(date) FROM {target_db}.sales ORDER BY id"
+    ).result_rows
     assert [(int(a), b, float(c), d) for a, b, c, d in got] == [
         (r["id"], r["customer"], r["amount"], r["date"]) for r in table.to_pylist()
     ]
@@ -233,8 +262,13 @@ def test_rows_that_do_not_fit_are_quarantined_with_the_reason(
     )
     result = run(doc, move_context(), warehouse)
     assert result.rows_written == 2 and result.rows_rejected == 2
-    assert wh.query(f"SELECT id, amount FROM {target_db}.sales ORDER BY id").result_rows == [(1, 2.5), (3, 4.0)]
-    rejected = wh.query(f"SELECT raw_row, reason FROM {target_db}.sales__rejected ORDER BY row_number").result_rows
+    assert wh.query(f"SELECT id, amount FROM {target_db}.sales ORDER BY id").result_rows == [
+        (1, 2.5),
+        (3, 4.0),
+    ]
+    rejected = wh.query(
+        f"SELECT raw_row, reason FROM {target_db}.sales__rejected ORDER BY row_number"
+    ).result_rows
     assert [r[0] for r in rejected] == ["2,oops", "x,5"]
     assert all("Float64" in r[1] or "Int64" in r[1] for r in rejected)
 
@@ -275,12 +309,24 @@ def test_failures_are_clear_and_keep_the_previous_rows(
     count = f"SELECT count() FROM {target_db}.tx"
     assert wh.command(count) == 2000
 
-    raising = [{"id": "transform_1", "type": "python", "code": "def transform(df):\n    raise ValueError('bad amounts')\n"}]
+    raising = [
+        {
+            "id": "transform_1",
+            "type": "python",
+            "code": "def transform(df):\n    raise ValueError('bad amounts')\n",
+        }
+    ]
     with pytest.raises(MoveError, match="transform_1 failed: ValueError: bad amounts"):
-        run(document({"connector_id": good["id"], "table": "transactions"}, target, raising), move_context(), warehouse)
+        run(
+            document({"connector_id": good["id"], "table": "transactions"}, target, raising),
+            move_context(),
+            warehouse,
+        )
     assert wh.command(count) == 2000
 
-    hog = [{"id": "transform_1", "type": "python", "code": "def transform(df):\n    while True:\n        pass\n"}]
+    hog = [
+        {"id": "transform_1", "type": "python", "code": "def transform(df):\n    while True:\n        pass\n"}
+    ]
     with pytest.raises(MoveError, match="CPU time limit"):
         run(
             document({"connector_id": good["id"], "table": "transactions"}, target, hog), move_context(), warehouse,
@@ -290,19 +336,31 @@ def test_failures_are_clear_and_keep_the_previous_rows(
 
     with mysql_source() as source:
         wrong = make_connector(
-            type="mysql", config=source.connector_config(), credentials={"username": source.username, "password": "nope"}
+            type="mysql",
+            config=source.connector_config(),
+            credentials={"username": source.username, "password": "nope"},
         )
         with pytest.raises(MoveError, match="authentication failed"):
-            run(document({"connector_id": wrong["id"], "table": "transactions"}, target), move_context(), warehouse)
+            run(
+                document({"connector_id": wrong["id"], "table": "transactions"}, target),
+                move_context(),
+                warehouse,
+            )
     assert wh.command(count) == 2000
 
     pg.execute("DROP TABLE transactions")
     with pytest.raises(MoveError, match="transactions does not exist"):
-        run(document({"connector_id": good["id"], "table": "transactions"}, target), move_context(), warehouse)
+        run(
+            document({"connector_id": good["id"], "table": "transactions"}, target), move_context(), warehouse
+        )
     assert wh.command(count) == 2000
 
     with pytest.raises(MoveError, match="does not exist"):
-        run(document({"connector_id": "conn_missing", "table": "transactions"}, target), move_context(), warehouse)
+        run(
+            document({"connector_id": "conn_missing", "table": "transactions"}, target),
+            move_context(),
+            warehouse,
+        )
     assert wh.command(count) == 2000
 
 
@@ -313,7 +371,9 @@ def test_platform_warehouse_connector_reads_in_place(
     wh.command(f"CREATE TABLE {target_db}.raw (id UInt32, v String) ENGINE = MergeTree ORDER BY id")
     wh.command(f"INSERT INTO {target_db}.raw SELECT number, toString(number) FROM numbers(100)")
     connector = make_connector(type="clickhouse", config={"database": target_db})
-    doc = document({"connector_id": connector["id"], "table": "raw"}, {"table": "copy", "database": target_db})
+    doc = document(
+        {"connector_id": connector["id"], "table": "raw"}, {"table": "copy", "database": target_db}
+    )
     result = run(doc, move_context(), warehouse)
     assert result.path == "warehouse_sql" and result.rows_written == 100
     assert uuid  # noqa: B018

@@ -64,7 +64,8 @@ def start_warehouse(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestration.warehouse.server", "--host", "127.0.0.1", "--port", str(port),
          "--data-dir", str(data_dir / "warehouse")],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "AETL_DATA_DIR": str(data_dir)},
+        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "AETL_DATA_DIR": str(data_dir)},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -93,12 +94,32 @@ def native_csv(url: str, path: Path) -> float:
     return elapsed
 
 
+def load_postgres(pg_url: str, csv_path: Path) -> None:
+    """The same rows as the CSV, in a PostgreSQL table."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE sales (id bigint, order_date date, customer_id integer, product text, region text, "
+            "quantity smallint, unit_price double precision, amount double precision)"
+        )
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("COPY sales FROM STDIN (FORMAT csv, HEADER)") as copy,
+            csv_path.open("rb") as handle,
+        ):
+            while block := handle.read(1 << 20):
+                copy.write(block)
+        conn.execute("VACUUM ANALYZE sales")
+
+
 def native_copy(pg_url: str) -> float:
     started = time.perf_counter()
-    with psycopg.connect(pg_url) as conn, conn.cursor() as cursor:
-        with cursor.copy("COPY (SELECT * FROM sales) TO STDOUT") as copy:
-            for _ in copy:
-                pass
+    with (
+        psycopg.connect(pg_url) as conn,
+        conn.cursor() as cursor,
+        cursor.copy("COPY (SELECT * FROM sales) TO STDOUT") as copy,
+    ):
+        for _ in copy:
+            pass
     return time.perf_counter() - started
 
 
@@ -198,19 +219,7 @@ def main() -> None:
                     conn.execute(f"CREATE DATABASE {database}")
                 pg_url = f"{PG_SERVER}/{database}"
                 try:
-                    with psycopg.connect(pg_url, autocommit=True) as conn:
-                        conn.execute(
-                            "CREATE TABLE sales (id bigint, order_date date, customer_id integer, product text, "
-                            "region text, quantity smallint, unit_price double precision, amount double precision)"
-                        )
-                        with (
-                            conn.cursor() as cursor,
-                            cursor.copy("COPY sales FROM STDIN (FORMAT csv, HEADER)") as copy,
-                        ):
-                            with csv_path.open("rb") as handle:
-                                while block := handle.read(1 << 20):
-                                    copy.write(block)
-                        conn.execute("VACUUM ANALYZE sales")
+                    load_postgres(pg_url, csv_path)
                     native = min(native_copy(pg_url) for _ in range(args.repeat))
                     ours = min(
                         (

@@ -80,8 +80,9 @@ def create_transactions_table(source: PgSource, rows: int = 1000, *, table: str 
     """The ai-etl spec's example source: `transactions(id, customer, amount, date, created_at, paid)`."""
     with psycopg.connect(source.url, autocommit=True) as conn:
         conn.execute(
-            f"CREATE TABLE {table} (id bigint PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL, "
-            f"date date NOT NULL, created_at timestamptz NOT NULL, paid boolean)"
+            f"CREATE TABLE {table} (id bigint PRIMARY KEY, customer text NOT NULL, "
+            f"amount numeric(10,2) NOT NULL, date date NOT NULL, created_at timestamptz NOT NULL, "
+            f"paid boolean)"
         )
         conn.execute(f"CREATE INDEX idx_{table}_date ON {table}(date)")
         conn.execute(f"ALTER TABLE {table} OWNER TO {source.username}")
@@ -91,10 +92,14 @@ def create_transactions_table(source: PgSource, rows: int = 1000, *, table: str 
 def add_transactions(
     source: PgSource, rows: list[tuple[object, ...]], *, table: str = "transactions"
 ) -> None:
-    with psycopg.connect(source.url, autocommit=True) as conn, conn.cursor() as cursor:
-        with cursor.copy(f"COPY {table} (id, customer, amount, date, created_at, paid) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    columns = "id, customer, amount, date, created_at, paid"
+    with (
+        psycopg.connect(source.url, autocommit=True) as conn,
+        conn.cursor() as cursor,
+        cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 @dataclass
@@ -156,7 +161,8 @@ def mysql_source() -> Iterator[MySQLSource]:
 
 def create_mysql_transactions(source: MySQLSource, rows: int = 1000) -> None:
     source.execute(
-        "CREATE TABLE transactions (id bigint PRIMARY KEY, customer varchar(64) NOT NULL, amount decimal(10,2) NOT NULL, "
+        "CREATE TABLE transactions (id bigint PRIMARY KEY, customer varchar(64) NOT NULL, "
+        "amount decimal(10,2) NOT NULL, "
         "date date NOT NULL, created_at datetime(6) NOT NULL, paid tinyint(1), KEY idx_date (date))"
     )
     data = [(i, c, a, d, ts.replace(tzinfo=None), int(p)) for i, c, a, d, ts, p in transaction_rows(rows)]

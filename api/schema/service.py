@@ -188,9 +188,7 @@ def _fits(source: str, target: str) -> bool:
         return True
     if (source in _INT_ORDER[:3] or source in _UINT_ORDER[:3]) and target == "Float64":
         return True
-    if source == "Date" and target in ("Date32", "DateTime", "DateTime64(6)"):
-        return True
-    return False
+    return source == "Date" and target in ("Date32", "DateTime", "DateTime64(6)")
 
 
 def _columns(session: Session, ref: SchemaRef, by: str) -> list[tuple[str, str, bool]]:
@@ -219,13 +217,13 @@ def compare(session: Session, body: CompareRequest) -> dict[str, Any]:
             continue
         t_type, t_null = target[name]
         s_base, t_base = _strip_nullable(s_type), _strip_nullable(t_type)
+        both = {"name": name, "source_type": s_type, "target_type": t_type}
+        nulls = {"source_nullable": s_null, "target_nullable": t_null}
         if s_base != t_base:
-            changes.append({"name": name, "source_type": s_type, "target_type": t_type, "source_nullable": s_null,
-                            "target_nullable": t_null, "change": "type_changed",
-                            "safe": _fits(s_base, t_base) and (t_null or not s_null)})  # fmt: skip
+            safe = _fits(s_base, t_base) and (t_null or not s_null)
+            changes.append({**both, **nulls, "change": "type_changed", "safe": safe})
         elif s_null != t_null:
-            changes.append({"name": name, "source_type": s_type, "target_type": t_type, "source_nullable": s_null,
-                            "target_nullable": t_null, "change": "nullability_changed", "safe": t_null})  # fmt: skip
+            changes.append({**both, **nulls, "change": "nullability_changed", "safe": t_null})
         else:
             unchanged.append(name)
     only_source = [n for n in source if n not in target]

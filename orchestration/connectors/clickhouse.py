@@ -124,7 +124,8 @@ def describe_table(config: ClickHouseConfig, table: str) -> TableSchema:
     database = schema or config.database
     tables = _query(
         config,
-        "SELECT total_rows, primary_key, sorting_key FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+        "SELECT total_rows, primary_key, sorting_key FROM system.tables "
+        "WHERE database = {d:String} AND name = {t:String}",
         {"d": database, "t": name},
     )
     if not tables:

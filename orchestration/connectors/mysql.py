@@ -6,6 +6,7 @@ batches with the column types fixed up front, and are inserted into the warehous
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -121,8 +122,9 @@ def columns_of(config: MySQLConfig, table: str) -> list[tuple[Any, ...]]:
     database, name = _split(config, table)
     rows = _query(
         config,
-        "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, COLUMN_DEFAULT FROM information_schema.COLUMNS "
-        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+        "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, COLUMN_DEFAULT "
+        "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+        "ORDER BY ORDINAL_POSITION",
         (database, name),
     )
     if not rows:
@@ -251,7 +253,5 @@ def stream_batches(
 
 def _abandon(conn: Any) -> None:
     """Close without draining an unread result (closing the socket ends the query server-side)."""
-    try:
-        conn._force_close()  # noqa: SLF001 - pymysql's close() would read the rest of the result first
-    except Exception:  # noqa: BLE001
-        pass
+    with contextlib.suppress(Exception):
+        conn._force_close()  # pymysql's close() would read the rest of the result first

@@ -10,6 +10,7 @@ deduplication token built from the load id, so a retried run never doubles rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import time
@@ -310,12 +311,9 @@ def _with_ctes(bodies: dict[str, str], order: list[str], relation: str) -> str:
 def _drop_staging(client: Any, staged: list[StagedSource]) -> None:
     for piece in staged:
         if piece.staging_table:
-            try:
-                client.command(
-                    f"DROP TABLE IF EXISTS {qualified_name(piece.staging_table, STAGING_DATABASE)} SYNC"
-                )
-            except ClickHouseError:
-                pass
+            name = qualified_name(piece.staging_table, STAGING_DATABASE)
+            with contextlib.suppress(ClickHouseError):
+                client.command(f"DROP TABLE IF EXISTS {name} SYNC")
         if piece.rejects_file:
             Path(piece.rejects_file).unlink(missing_ok=True)
 
@@ -331,8 +329,9 @@ def _quarantine(
     rejected_table = f"{target.table}__rejected"
     name = qualified_name(rejected_table, target.database)
     client.command(
-        f"CREATE TABLE IF NOT EXISTS {name} (load_id String, run_id String, source String, row_number UInt64, "
-        f"reason String, raw_row String, rejected_at DateTime DEFAULT now()) ENGINE = MergeTree "
+        f"CREATE TABLE IF NOT EXISTS {name} (load_id String, run_id String, source String, "
+        f"row_number UInt64, reason String, raw_row String, rejected_at DateTime DEFAULT now()) "
+        f"ENGINE = MergeTree "
         f"ORDER BY (load_id, row_number) SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
     )
     rows = []
@@ -377,7 +376,8 @@ def _create_statement(name: str, target: Target, select: str) -> str:
     engine = "ReplacingMergeTree" if target.mode is LoadMode.MERGE else "MergeTree"
     return (
         f"CREATE TABLE IF NOT EXISTS {name} ENGINE = {engine} ORDER BY {order_sql} "
-        f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}, allow_nullable_key = 1 EMPTY AS {select}"
+        f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}, allow_nullable_key = 1 "
+        f"EMPTY AS {select}"
     )
 
 
@@ -446,7 +446,8 @@ def _load_select(
         before = _row_count(client, name)
         summary = client.command(
             f"INSERT INTO {name} SETTINGS insert_deduplicate = 1, "
-            f"insert_deduplication_token = {_string_literal(token)}{', ' + extra if extra else ''} {source_select}"
+            f"insert_deduplication_token = {_string_literal(token)}{', ' + extra if extra else ''} "
+            f"{source_select}"
         )
         if target.mode is LoadMode.MERGE:
             # one row per key, the last loaded winning, before anyone reads the published load

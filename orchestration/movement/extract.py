@@ -205,7 +205,8 @@ def _stage_clickhouse(
 ) -> StagedSource:
     select = _warehouse_body(source, config.database)
     if source.cursor_column and cursor_after is not None:
-        select = f"SELECT * FROM ({select}) WHERE {quote_identifier(source.cursor_column)} > {{cursor_after:String}}"
+        cursor = quote_identifier(source.cursor_column)
+        select = f"SELECT * FROM ({select}) WHERE {cursor} > {{cursor_after:String}}"
     columns = ch_connector.column_infos(config, select.replace("{cursor_after:String}", "NULL"))
     table = create_staging(client, staging, [(c.name, c.clickhouse_type) for c in columns])
     remote = ch_connector.client_for(config)

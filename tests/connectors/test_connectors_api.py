@@ -157,7 +157,8 @@ def test_mysql_clickhouse_and_file_connectors_test_and_describe(
     warehouse.command(f"CREATE DATABASE {database}")
     try:
         warehouse.command(
-            f"CREATE TABLE {database}.sales (id UInt64, amount Nullable(Float64)) ENGINE = MergeTree ORDER BY id"
+            f"CREATE TABLE {database}.sales (id UInt64, amount Nullable(Float64)) "
+            "ENGINE = MergeTree ORDER BY id"
         )
         warehouse.command(f"INSERT INTO {database}.sales VALUES (1, 2.5), (2, NULL)")
         ch = make_connector(type="clickhouse", config={"database": database})

@@ -76,7 +76,8 @@ def test_introspect_map_and_generate_sql_that_runs_in_the_warehouse(
     try:
         warehouse.command(f"CREATE DATABASE {database}")
         warehouse.command(
-            f"CREATE TABLE {database}.src (id Int64, amount Decimal(10, 2), date Date) ENGINE = MergeTree ORDER BY id"
+            f"CREATE TABLE {database}.src (id Int64, amount Decimal(10, 2), date Date) "
+            "ENGINE = MergeTree ORDER BY id"
         )
         warehouse.command(
             f"INSERT INTO {database}.src VALUES (1, 2.50, '2025-03-04'), (2, 7.25, '2025-04-01')"
@@ -154,17 +155,19 @@ def test_schema_bad_input(
     connector = make_connector(
         type="postgresql", config=pg_source.connector_config(), credentials=pg_source.credentials()
     )
+    injected = ["x; DROP TABLE transactions"]
+    subquery = [{"target": "x", "expression": "(SELECT password FROM users)"}]
     cases = [
         ("/schema/introspect", {"connector_id": "conn_missing"}, 404),
-        ("/schema/introspect", {"connector_id": connector["id"], "tables": ["x; DROP TABLE transactions"], "include_columns": True}, 404),
+        ("/schema/introspect", {"connector_id": connector["id"], "tables": injected}, 404),
         ("/schema/introspect", {}, 422),
         ("/schema/map", {"name": "m", "source_connector_id": connector["id"], "source_table": "transactions",
                          "target_table": "bad name; drop"}, 422),
         ("/schema/map", {"name": "m", "source_connector_id": connector["id"], "source_table": "transactions",
-                         "target_table": "t", "fields": [{"target": "x", "expression": "(SELECT password FROM users)"}]}, 422),
+                         "target_table": "t", "fields": subquery}, 422),
         ("/schema/map", {"name": "m", "source_connector_id": connector["id"], "source_table": "transactions",
                          "target_table": "t", "fields": [{"target": "x"}]}, 422),
-        ("/schema/map", {"name": "m", "source_connector_id": connector["id"], "source_table": "transactions; --",
+        ("/schema/map", {"name": "m", "source_connector_id": connector["id"], "source_table": "t; --",
                          "target_table": "t"}, 422),
         ("/schema/compare", {"source": {"connector_id": connector["id"]}, "target": {"columns": []}}, 422),
         ("/schema/generate-transformation", {}, 422),

@@ -96,7 +96,8 @@ def test_postgres_copy_keeps_every_value_and_appends_once_per_load_id(
     wh: Client, target_db: str, move_context: Callable[..., MoveContext],
 ) -> None:  # fmt: skip
     pg.execute(
-        "INSERT INTO transactions VALUES (999999, E'tab\\there \"q\" \\\\ back', -1.5, '2025-01-01', now(), NULL)"
+        "INSERT INTO transactions VALUES "
+        "(999999, E'tab\\there \"q\" \\\\ back', -1.5, '2025-01-01', now(), NULL)"
     )
     connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
     doc = document(
@@ -161,9 +162,7 @@ def test_mariadb_daily_sales(
         )
         result = run(doc, move_context(), warehouse)
         assert result.path == "mysql_stream_arrow" and result.rows_read == 1500
-        expected = source.execute(
-            "SELECT date, sum(amount), count(*) FROM transactions WHERE amount > 0 GROUP BY date ORDER BY date"
-        )
+        expected = source.execute(PG_DAILY_SALES)
         got = wh.query(
             f"SELECT day, total_amount, transactions FROM {target_db}.daily_sales ORDER BY day"
         ).result_rows
@@ -283,7 +282,8 @@ def test_python_transform_runs_in_a_limited_process_without_secrets(
         "def transform(df):\n"
         "    out = df[df['amount'] > 0].copy()\n"
         "    out['amount_cents'] = (out['amount'].astype(float) * 100).round().astype('int64')\n"
-        "    out['env_keys'] = ','.join(sorted(k for k in os.environ if 'URL' in k or 'KEY' in k or 'PASS' in k))\n"
+        "    secret = [k for k in os.environ if 'URL' in k or 'KEY' in k or 'PASS' in k]\n"
+        "    out['env_keys'] = ','.join(sorted(secret))\n"
         "    return out[['id', 'amount_cents', 'env_keys']]\n"
     )
     doc = document(
@@ -329,7 +329,9 @@ def test_failures_are_clear_and_keep_the_previous_rows(
     ]
     with pytest.raises(MoveError, match="CPU time limit"):
         run(
-            document({"connector_id": good["id"], "table": "transactions"}, target, hog), move_context(), warehouse,
+            document({"connector_id": good["id"], "table": "transactions"}, target, hog),
+            move_context(),
+            warehouse,
             python_limits=StepLimits(cpu_seconds=2, memory_mb=4096, wall_seconds=30),
         )  # fmt: skip
     assert wh.command(count) == 2000

@@ -286,18 +286,23 @@ def warehouse_file_roots() -> list[Path]:
     return [r for r in file_roots() if r.name == "imports"] or file_roots()[:1]
 
 
+def warehouse_is_local(url: str) -> bool:
+    """A warehouse on this machine's loopback (the embedded one) can read the folders it is allowed."""
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
 def warehouse_file_relation(
-    config: FileConfig, paths: list[Path], structure: str | None = None
+    config: FileConfig, paths: list[Path], structure: str | None = None, *, warehouse_url: str
 ) -> str | None:
     """`file(...)` for the warehouse to read these files itself, or None when it cannot.
 
     The one place that decides (and writes) how the warehouse reads a file: it must run on this
     machine and the files must be under the roots its file() guard allows.
     """
-    from api.core.config import get_settings
-
     fmt = WAREHOUSE_FORMATS.get(config.type)
-    if fmt is None or not get_settings().embedded_warehouse:
+    if fmt is None or not warehouse_is_local(warehouse_url):
         return None
     if config.type in ("csv", "tsv"):
         fmt += "WithNames" if config.header else ""

@@ -132,7 +132,7 @@ def move_target(
         for step_id in steps:
             source = next((s for s in document.sources if s.id == step_id), None)
             if source is not None:
-                piece = _extract(client, document, target, source, lookup, load_key, context)
+                piece = _extract(client, document, target, source, lookup, load_key, context, warehouse.url)
                 staged.append(piece)
                 bodies[step_id] = piece.body
                 result.extraction_time_ms += piece.seconds * 1000
@@ -202,6 +202,7 @@ def _extract(
     lookup: ConnectorLookup,
     load_key: str,
     context: MoveContext,
+    warehouse_url: str,
 ) -> StagedSource:
     config: ConnectorConfig | None = None
     if source.connector_id is not None:
@@ -242,7 +243,14 @@ def _extract(
 
     staging = staging_name(load_key, target.id, source.id)
     piece = stage_source(
-        client, source, config, staging=staging, cursor=cursor, structure=structure, rejects_path=rejects_path
+        client,
+        source,
+        config,
+        staging=staging,
+        cursor=cursor,
+        structure=structure,
+        rejects_path=rejects_path,
+        warehouse_url=warehouse_url,
     )
     context.log.info(
         f"{target.id}: source {source.id} via {piece.path}"

@@ -106,11 +106,12 @@ def stage_source(
     cursor: Callable[[], Any] | None,
     structure: Callable[[], str | None],
     rejects_path: Callable[[], str],
+    warehouse_url: str = "",
 ) -> StagedSource:
     """Make `source` readable by the final insert; raises ExtractError with a message for the run log."""
     started = time.perf_counter()
     try:
-        staged = _stage(client, source, config, staging, cursor, structure, rejects_path)
+        staged = _stage(client, source, config, staging, cursor, structure, rejects_path, warehouse_url)
     except ExtractError:
         raise
     except Exception as error:  # noqa: BLE001 - every source failure becomes one clear message
@@ -127,12 +128,13 @@ def _stage(
     cursor: Callable[[], Any] | None,
     structure: Callable[[], str | None],
     rejects_path: Callable[[], str],
+    warehouse_url: str,
 ) -> StagedSource:
     if config is None or (isinstance(config, ClickHouseConfig) and config.is_platform_warehouse):
         database = source.database or (config.database if isinstance(config, ClickHouseConfig) else None)
         return StagedSource(_warehouse_body(source, database), "warehouse_sql")
     if isinstance(config, FileConfig):
-        return _stage_file(client, source, config, staging, structure, rejects_path)
+        return _stage_file(client, source, config, staging, structure, rejects_path, warehouse_url)
     cursor_after = cursor() if cursor is not None and source.cursor_column else None
     if isinstance(config, PostgresConfig):
         return _stage_postgres(client, source, config, staging, cursor_after)
@@ -228,6 +230,7 @@ def _stage_file(
     staging: str,
     structure: Callable[[], str | None],
     rejects_path: Callable[[], str],
+    warehouse_url: str,
 ) -> StagedSource:
     kind = source.type.value if source.type is not None else config.type
     if kind != config.type:
@@ -237,7 +240,7 @@ def _stage_file(
     size = sum(p.stat().st_size for p in paths)
     declared = source.options.get("columns")
     fixed = _declared_structure(declared) if isinstance(declared, dict) else structure()
-    relation = files.warehouse_file_relation(config, paths, fixed)
+    relation = files.warehouse_file_relation(config, paths, fixed, warehouse_url=warehouse_url)
     if relation is not None:
         settings: dict[str, Any] = {}
         rejects = None

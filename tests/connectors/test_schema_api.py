@@ -135,7 +135,7 @@ def test_compare_schemas(
     assert changes["amount"]["change"] == "type_changed" and changes["amount"]["safe"] is False
     assert changes["region"]["change"] == "added" and changes["region"]["safe"] is True
     assert diff["compatible"] is False and not diff["identical"]
-    assert set(diff["unchanged"]) == {"customer", "date", "paid"}
+    assert set(diff["unchanged"]) == {"id", "customer", "date", "paid"}
     same = api.post(
         "/schema/compare", headers=admin.headers, json={"source": body["target"], "target": body["target"]}
     )

@@ -90,6 +90,8 @@ class MoveResult:
             "rows_written": self.rows_written,
             "bytes_read": self.bytes_read,
             "rows_rejected": self.rows_rejected,
+            # reason -> count; the rows themselves are in `<table>__rejected`
+            "rejected_reasons": dict(self.rejected_reasons),
             "extraction_time_ms": round(self.extraction_time_ms, 1),
             "transformation_time_ms": round(self.transformation_time_ms, 1),
             "loading_time_ms": round(self.loading_time_ms, 1),

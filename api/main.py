@@ -13,6 +13,7 @@ from prometheus_client import PlatformCollector, ProcessCollector
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.auth.router import router as auth_router
+from api.connectors import router as connectors_router
 from api.core.config import Settings, get_settings
 from api.core.errors import install_error_handlers
 from api.core.middleware import (
@@ -29,6 +30,7 @@ from api.health.service import DagsterProbe, dagster_probe
 from api.pipelines import live as pipelines_live
 from api.pipelines import router as pipelines
 from api.roles.router import router as roles_router
+from api.schema import router as schema_router
 from api.users.router import router as users_router
 
 API_PREFIX = "/api/v1"
@@ -108,6 +110,8 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         pipelines.router,
         pipelines.versions,
         pipelines_live.api_router,
+        connectors_router.router,
+        schema_router.router,
     ):
         api.include_router(domain_router)
     app.include_router(health_root_router)

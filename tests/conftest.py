@@ -30,7 +30,8 @@ def stack() -> Iterator[Stack]:
         running = Stack(settings, output=output)
         try:
             running.setup()
-            running.start()
+            # a loaded machine (CI, several stacks side by side) may need longer than the default
+            running.start(timeout=float(os.environ.get("AETL_TEST_STACK_START_TIMEOUT", "240")))
         except (RuntimeError, SystemExit) as error:
             running.stop()
             pytest.fail(f"stack did not start: {error}\n{log_path.read_text(errors='replace')[-4000:]}")

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     # optional cache / shared state; empty means "not configured" (reported honestly by /health/cache)
     redis_url: str | None = Field(None, validation_alias="AETL_REDIS_URL")
     log_level: str = Field("INFO", validation_alias="AETL_LOG_LEVEL")
+    # folders file connectors may read (os.pathsep-separated); empty: $AETL_DATA_DIR/imports
+    file_roots_override: str | None = Field(None, validation_alias="AETL_FILE_ROOTS")
 
     @property
     def trusted_proxies(self) -> list[str]:
@@ -173,6 +175,12 @@ class Settings(BaseSettings):
             return self.clickhouse_user, SecretStr(self.warehouse_password_file.read_text().strip())
         except FileNotFoundError:
             return None
+
+    @property
+    def file_roots(self) -> list[Path]:
+        if self.file_roots_override:
+            return [Path(p).expanduser().resolve() for p in self.file_roots_override.split(":") if p]
+        return [self.data_dir.resolve() / "imports"]
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -6,7 +6,6 @@ the auth service's business.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
@@ -22,13 +21,12 @@ import jwt
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from cryptography.fernet import Fernet
-from cryptography.fernet import InvalidToken as FernetInvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from api.core.config import get_settings
 from api.core.errors import InvalidToken, TokenExpired
+from orchestration.lib import secrets as secrets_at_rest
 
 TokenType = Literal["access", "refresh", "email_verify"]
 API_KEY_PREFIX = "aetl_"
@@ -222,24 +220,12 @@ def looks_like_api_key(value: str) -> bool:
 # --- encryption at rest (TOTP secrets) ---------------------------------------------------------
 
 
-@lru_cache(maxsize=4)
-def _fernet(key_material: str, purpose: bytes) -> Fernet:
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"aetl", info=purpose).derive(
-        key_material.encode()
-    )
-    return Fernet(base64.urlsafe_b64encode(derived))
-
-
 def encrypt_secret(plain: str, purpose: bytes = b"totp-secret") -> str:
-    return _fernet(get_settings().encryption_key.get_secret_value(), purpose).encrypt(plain.encode()).decode()
+    return secrets_at_rest.encrypt_secret(plain, purpose, get_settings().encryption_key.get_secret_value())
 
 
 def decrypt_secret(token: str, purpose: bytes = b"totp-secret") -> str | None:
-    try:
-        f = _fernet(get_settings().encryption_key.get_secret_value(), purpose)
-        return f.decrypt(token.encode()).decode()
-    except (FernetInvalidToken, ValueError):
-        return None
+    return secrets_at_rest.decrypt_secret(token, purpose, get_settings().encryption_key.get_secret_value())
 
 
 # --- TOTP --------------------------------------------------------------------------------------

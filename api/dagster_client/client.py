@@ -438,9 +438,9 @@ class DagsterClient:
         return int(result["runsOrError"].get("count") or 0)
 
     def get_run_with_metadata(self, run_id: str) -> Run:
-        result = self.execute(
-            queries.LIST_RUNS_WITH_METADATA, {"filter": {"runIds": [run_id]}, "limit": 1}
-        )["runsOrError"]
+        result = self.execute(queries.LIST_RUNS_WITH_METADATA, {"filter": {"runIds": [run_id]}, "limit": 1})[
+            "runsOrError"
+        ]
         if result["__typename"] != "Runs":
             raise_for_result(result, {"run_id": run_id})
         if not result["results"]:
@@ -529,9 +529,7 @@ class DagsterClient:
             repositories=[r["name"] for r in location.get("repositories") or []],
         )
 
-    def repository_contents(
-        self, location: str, repository: str = DEFAULT_REPOSITORY
-    ) -> RepositoryContents:
+    def repository_contents(self, location: str, repository: str = DEFAULT_REPOSITORY) -> RepositoryContents:
         """Jobs, schedules and assets (with upstream keys) of one location, read fresh (no cache)."""
         selector = {"repositoryName": repository, "repositoryLocationName": location}
         result = self.execute(queries.LOCATION_REPOSITORY, {"selector": selector})["repositoryOrError"]

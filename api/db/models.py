@@ -13,4 +13,6 @@ from api.users.models import User
 __all__ = ["NAMING_CONVENTION", "ActivityLog", "ApiKey", "Base", "RefreshToken", "User", "new_id", "utcnow"]
 
 # every domain's tables on the one metadata, so Alembic and the migration check see them all
+import api.connectors.models  # noqa: E402, F401
 import api.pipelines.models  # noqa: E402, F401
+import api.schema.models  # noqa: E402, F401

@@ -16,12 +16,14 @@ from functools import lru_cache
 from typing import Any
 
 from croniter import croniter  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from api.activity.service import log_activity
+from api.connectors.models import Connector
 from api.core.config import get_settings
 from api.core.errors import Conflict, NotFound, ValidationFailed
+from api.core.permissions import role_can
 from api.dagster_client import DagsterClient, DagsterClientError, DagsterUnavailable, Run, RunStatus
 from api.db.models import User
 from api.db.session import new_session
@@ -33,6 +35,7 @@ from api.pipelines.schemas import (
     VersionCreate,
     _DocumentFields,
 )
+from orchestration.connectors.config import normalize_type
 from orchestration.specs.pipeline import (
     CREDENTIAL_KEYS,
     DocumentError,
@@ -186,42 +189,46 @@ def validated_document(
 
 
 def check_connectors(session: Session, user: User, document: PipelineDocument) -> None:
-    """Every connector_id must name a connector that exists and that the caller may use.
+    """Every connector_id must name a live connector that the caller may use, of a fitting type.
 
-    The connectors table belongs to the connectors domain (migration 0004); until it exists, every
-    connector id is unknown.
+    Connectors are shared by everyone whose role may view them (as `GET /connectors` lists them);
+    a target connector must be a ClickHouse, a source's declared type must match its connector.
     """
-    wanted: list[tuple[str, str]] = [
-        (f"sources.{i}.connector_id", s.connector_id)
+    wanted: list[tuple[str, str, str | None]] = [
+        (f"sources.{i}.connector_id", s.connector_id, s.type.value if s.type else None)
         for i, s in enumerate(document.sources)
         if s.connector_id
     ] + [
-        (f"targets.{i}.connector_id", t.connector_id)
+        (f"targets.{i}.connector_id", t.connector_id, "clickhouse")
         for i, t in enumerate(document.targets)
         if t.connector_id
     ]
     if not wanted:
         return
-    usable: set[str] = set()
-    if session.scalar(text("SELECT to_regclass('public.connectors') IS NOT NULL")):
-        columns = set(
-            session.scalars(
-                text("SELECT column_name FROM information_schema.columns WHERE table_name = 'connectors'")
-            )
+    if not role_can(user.role, "connectors", "view"):
+        field, connector_id, _ = wanted[0]
+        raise ValidationFailed(
+            f"Invalid value for '{field}': your role may not use connectors",
+            field=field,
+            details={"connector_id": connector_id},
         )
-        owner = next((c for c in ("owner_id", "created_by", "user_id") if c in columns), None)
-        query = "SELECT id FROM connectors WHERE id = ANY(:ids)"
-        if "deleted_at" in columns:
-            query += " AND deleted_at IS NULL"
-        params: dict[str, Any] = {"ids": [c for _, c in wanted]}
-        if owner and user.role != "admin":
-            query += f" AND ({owner} = :user_id OR {owner} IS NULL)"
-            params["user_id"] = user.id
-        usable = set(session.scalars(text(query), params))
-    for field, connector_id in wanted:
-        if connector_id not in usable:
+    rows = session.execute(
+        select(Connector.id, Connector.type).where(
+            Connector.id.in_([c for _, c, _ in wanted]), Connector.deleted_at.is_(None)
+        )
+    ).all()
+    types = {row.id: row.type for row in rows}
+    for field, connector_id, expected in wanted:
+        if connector_id not in types:
             raise ValidationFailed(
-                f"Invalid value for '{field}': connector {connector_id!r} does not exist or is not yours",
+                f"Invalid value for '{field}': connector {connector_id!r} does not exist",
+                field=field,
+                details={"connector_id": connector_id},
+            )
+        if expected is not None and normalize_type(types[connector_id]) != expected:
+            raise ValidationFailed(
+                f"Invalid value for '{field}': connector {connector_id!r} is a {types[connector_id]}, "
+                f"not a {expected}",
                 field=field,
                 details={"connector_id": connector_id},
             )

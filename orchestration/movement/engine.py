@@ -1,25 +1,48 @@
-"""Moving rows for one target. First path: everything already in the platform's warehouse.
+"""Moving rows for one target: extract → transform → load, always ending in one INSERT … SELECT.
 
-When every source the target depends on is a table of the platform's own warehouse and every step is
-SQL, the whole pipeline is one `INSERT … SELECT` with the sources and steps as CTEs: the rows never
-leave the warehouse, which is as fast as ClickHouse itself. Other sources (databases, files) and
-Python steps are the connectors' paths; they extend `move_target` with the same result.
+Every source becomes a relation the warehouse can read (extract.py: in place for the warehouse's own
+tables and for files the warehouse reads itself, else a staging table filled by streaming), SQL steps
+are CTEs over those relations, a Python step runs in a limited child process and its output is
+staged like a source. The target is then loaded by one `INSERT … SELECT` with the sources and steps as
+CTEs, in the target's mode (append, replace by staging + EXCHANGE TABLES, incremental, merge), with a
+deduplication token built from the load id, so a retried run never doubles rows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import hashlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from orchestration.connectors.config import ConnectorConfig
+from orchestration.connectors.store import load_connector
+from orchestration.connectors.types import arrow_to_clickhouse, nullable
 from orchestration.lib.sql import qualified_name, quote_identifier, table_swap_statements
+from orchestration.movement.extract import (
+    STAGING_DATABASE,
+    ExtractError,
+    StagedSource,
+    create_staging,
+    insert_batches,
+    stage_source,
+    staging_name,
+)
+from orchestration.movement.python_step import PythonStepError, StepLimits, run_python_step
 from orchestration.specs.pipeline import (
     LoadMode,
     PipelineDocument,
     Source,
     SourceType,
     Target,
+    Transformation,
     TransformationType,
 )
 from orchestration.warehouse.resource import ClickHouseResource
@@ -67,6 +90,8 @@ class MoveResult:
             "rows_written": self.rows_written,
             "bytes_read": self.bytes_read,
             "rows_rejected": self.rows_rejected,
+            # reason -> count; the rows themselves are in `<table>__rejected`
+            "rejected_reasons": dict(self.rejected_reasons),
             "extraction_time_ms": round(self.extraction_time_ms, 1),
             "transformation_time_ms": round(self.transformation_time_ms, 1),
             "loading_time_ms": round(self.loading_time_ms, 1),
@@ -75,16 +100,80 @@ class MoveResult:
         }
 
 
+ConnectorLookup = Callable[[str], ConnectorConfig]
+
+
 def move_target(
-    document: PipelineDocument, target: Target, context: MoveContext, warehouse: ClickHouseResource
+    document: PipelineDocument,
+    target: Target,
+    context: MoveContext,
+    warehouse: ClickHouseResource,
+    *,
+    connectors: ConnectorLookup | None = None,
+    python_limits: StepLimits | None = None,
 ) -> MoveResult:
-    """Extract, transform and load what `target` needs; returns the figures of the load."""
+    """Extract, transform and load what `target` needs; returns the figures of the load.
+
+    `connectors` finds a connector's configuration by id (default: the metadata DB, decrypted here,
+    in the run worker). Raises MoveError with a message for the run's log; the target then keeps
+    the rows it had.
+    """
     if target.connector_id is not None:
         raise MoveError(
             f"target {target.id}: loading into another ClickHouse (connector) is not supported yet"
         )
-    select = _warehouse_select(document, document.input_of(target))
-    return _load_select(select, target, context, warehouse)
+    lookup = connectors or load_connector
+    relation = document.input_of(target)
+    steps = _needed_steps(document, relation)
+    load_key = hashlib.sha256(f"{context.load_id}:{target.id}".encode()).hexdigest()[:12]
+    client = warehouse.get_client()
+    staged: list[StagedSource] = []
+    result = MoveResult(table=qualified_name(target.table, target.database))
+    try:
+        bodies: dict[str, str] = {}
+        for step_id in steps:
+            source = next((s for s in document.sources if s.id == step_id), None)
+            if source is not None:
+                piece = _extract(client, document, target, source, lookup, load_key, context, warehouse.url)
+                staged.append(piece)
+                bodies[step_id] = piece.body
+                result.extraction_time_ms += piece.seconds * 1000
+                continue
+            step = next(t for t in document.transformations if t.id == step_id)
+            if step.type is TransformationType.SQL:
+                assert step.sql is not None
+                bodies[step_id] = step.sql.strip().rstrip(";")
+                continue
+            started = time.perf_counter()
+            piece = _python_step(client, document, step, bodies, load_key, target, python_limits, context)
+            staged.append(piece)
+            bodies[step_id] = piece.body
+            result.transformation_time_ms += (time.perf_counter() - started) * 1000
+        select = _with_ctes(bodies, steps, relation)
+        settings: dict[str, Any] = {}
+        for piece in staged:
+            settings.update(piece.insert_settings)
+        _load_select(select, target, context, client, result, settings)
+        result.rows_read = _rows_read(staged, result)
+        result.bytes_read = sum(p.bytes_read for p in staged) or result.bytes_read
+        for piece in staged:
+            if piece.rejects_file:
+                _quarantine(client, target, context, piece, result)
+        result.path = "+".join(dict.fromkeys(p.path for p in staged)) or "warehouse_sql"
+    except (ExtractError, PythonStepError) as error:
+        raise MoveError(str(error)) from None
+    except ClickHouseError as error:
+        raise MoveError(f"target {target.id}: warehouse error: {_first_line(error)}") from None
+    finally:
+        _drop_staging(client, staged)
+        client.close()
+    context.log.info(
+        f"{target.id}: {result.rows_written} rows written to {result.table} ({target.mode.value}, "
+        f"{result.rows_read} read, {result.rows_rejected} rejected, path {result.path}, "
+        f"extract {result.extraction_time_ms:.0f} ms, transform {result.transformation_time_ms:.0f} ms, "
+        f"load {result.loading_time_ms:.0f} ms)"
+    )
+    return result
 
 
 def _needed_steps(document: PipelineDocument, relation: str) -> list[str]:
@@ -93,35 +182,194 @@ def _needed_steps(document: PipelineDocument, relation: str) -> list[str]:
     return [s.id for s in document.sources] + [t.id for t in document.transformations[: last + 1]]
 
 
-def _source_relation(source: Source) -> str:
-    if source.type is not SourceType.CLICKHOUSE or source.connector_id is not None:
-        raise MoveError(
-            f"source {source.id}: {source.type or 'connector'} sources are not on the warehouse path"
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:500]
+
+
+def _rows_read(staged: list[StagedSource], result: MoveResult) -> int:
+    counted = [p.rows_read for p in staged if p.rows_read is not None]
+    in_place = any(p.rows_read is None for p in staged)
+    if in_place or not staged:
+        # the warehouse read (part of) the sources itself: its figure covers what the insert read
+        return max(result.rows_read, sum(counted))
+    return sum(counted)
+
+
+def _extract(
+    client: Any,
+    document: PipelineDocument,
+    target: Target,
+    source: Source,
+    lookup: ConnectorLookup,
+    load_key: str,
+    context: MoveContext,
+    warehouse_url: str,
+) -> StagedSource:
+    config: ConnectorConfig | None = None
+    if source.connector_id is not None:
+        try:
+            config = lookup(source.connector_id)
+        except (LookupError, ValueError) as error:
+            raise ExtractError(f"source {source.id}: {error}") from None
+    elif source.type is not SourceType.CLICKHOUSE:
+        raise ExtractError(f"source {source.id}: a {source.type} source needs a connector_id")
+    name = qualified_name(target.table, target.database)
+
+    def cursor() -> Any:
+        # incremental: only rows past the largest cursor value the target already has
+        column = target.cursor_column or source.cursor_column
+        if target.mode is not LoadMode.INCREMENTAL or column is None:
+            return None
+        if not _table_exists(client, target.table, target.database):
+            return None
+        row = client.query(f"SELECT count(), max({quote_identifier(column)}) FROM {name}").result_rows[0]
+        return row[1] if row[0] else None
+
+    def structure() -> str | None:
+        # a file loaded straight into an existing table is read with that table's types
+        if document.input_of(target) != source.id or target.mode is LoadMode.REPLACE:
+            return None
+        if not _table_exists(client, target.table, target.database):
+            return None
+        rows = client.query(
+            "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+            "ORDER BY position",
+            parameters={"db": target.database or client.database or "default", "t": target.table},
+        ).result_rows
+        return ", ".join(f"{quote_identifier(n)} {t}" for n, t in rows) or None
+
+    def rejects_path() -> str:
+        folder = _rejects_folder()
+        return str(folder / f"{load_key}_{source.id}_{uuid.uuid4().hex[:6]}.csv")
+
+    staging = staging_name(load_key, target.id, source.id)
+    piece = stage_source(
+        client,
+        source,
+        config,
+        staging=staging,
+        cursor=cursor,
+        structure=structure,
+        rejects_path=rejects_path,
+        warehouse_url=warehouse_url,
+    )
+    context.log.info(
+        f"{target.id}: source {source.id} via {piece.path}"
+        + (f", {piece.rows_read} rows staged in {piece.seconds:.2f} s" if piece.rows_read is not None else "")
+    )
+    return piece
+
+
+def _rejects_folder() -> Path:
+    from api.core.config import get_settings
+
+    folder = get_settings().data_dir.resolve() / "rejected"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _python_step(
+    client: Any,
+    document: PipelineDocument,
+    step: Transformation,
+    bodies: dict[str, str],
+    load_key: str,
+    target: Target,
+    limits: StepLimits | None,
+    context: MoveContext,
+) -> StagedSource:
+    """Run `transform(df)` on its input relation in a limited child; its output is staged like a source."""
+    index = next(i for i, t in enumerate(document.transformations) if t.id == step.id)
+    relation = step.input or (document.transformations[index - 1].id if index else document.sources[0].id)
+    select = _with_ctes(bodies, list(bodies), relation)
+    assert step.code is not None
+    try:
+        stream_context = client.query_arrow_stream(select)
+    except ClickHouseError as error:
+        raise ExtractError(
+            f"transformation {step.id}: reading its input failed: {_first_line(error)}"
+        ) from None
+    with stream_context as stream:
+        batches = iter(stream)
+        first = next(batches, None)
+        if first is None:
+            raise ExtractError(f"transformation {step.id}: its input {relation} has no columns")
+        schema = first.schema
+        out_schema, output, rows = run_python_step(
+            step.id, step.code, _prepend(first, batches), schema, limits or StepLimits.from_environment()
         )
-    if source.query:
-        return source.query
-    assert source.table is not None  # the document guarantees table or query
-    database, _, table = source.table.rpartition(".")
-    return f"SELECT * FROM {qualified_name(table, database or source.database)}"
+    staging = staging_name(load_key, target.id, step.id)
+    columns = [(f.name, nullable(arrow_to_clickhouse(f.type), True)) for f in out_schema]
+    table = create_staging(client, staging, columns)
+    written, size = insert_batches(client, staging, output)
+    context.log.info(f"{target.id}: python transformation {step.id} returned {written} rows")
+    return StagedSource(f"SELECT * FROM {table}", "python_step", None, 0, staging_table=staging)
 
 
-def _warehouse_select(document: PipelineDocument, relation: str) -> str:
+def _prepend(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def _with_ctes(bodies: dict[str, str], order: list[str], relation: str) -> str:
     """`WITH source_1 AS (…), transform_1 AS (…) SELECT * FROM <relation>`."""
-    ctes = []
-    for step_id in _needed_steps(document, relation):
-        source = next((s for s in document.sources if s.id == step_id), None)
-        if source is not None:
-            body = _source_relation(source)
-        else:
-            step = next(t for t in document.transformations if t.id == step_id)
-            if step.type is not TransformationType.SQL:
-                raise MoveError(
-                    f"transformation {step.id}: python steps are not supported by the warehouse path"
-                )
-            assert step.sql is not None
-            body = step.sql.strip().rstrip(";")
-        ctes.append(f"{quote_identifier(step_id)} AS ({body})")
+    ctes = [f"{quote_identifier(step_id)} AS ({bodies[step_id]})" for step_id in order if step_id in bodies]
     return f"WITH {', '.join(ctes)} SELECT * FROM {quote_identifier(relation)}"
+
+
+def _drop_staging(client: Any, staged: list[StagedSource]) -> None:
+    for piece in staged:
+        if piece.staging_table:
+            name = qualified_name(piece.staging_table, STAGING_DATABASE)
+            with contextlib.suppress(ClickHouseError):
+                client.command(f"DROP TABLE IF EXISTS {name} SYNC")
+        if piece.rejects_file:
+            Path(piece.rejects_file).unlink(missing_ok=True)
+
+
+def _quarantine(
+    client: Any, target: Target, context: MoveContext, piece: StagedSource, result: MoveResult
+) -> None:
+    """Rows the warehouse could not parse into the target's types: kept with the reason, counted."""
+    assert piece.rejects_file is not None
+    path = Path(piece.rejects_file)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    rejected_table = f"{target.table}__rejected"
+    name = qualified_name(rejected_table, target.database)
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {name} (load_id String, run_id String, source String, "
+        f"row_number UInt64, reason String, raw_row String, rejected_at DateTime DEFAULT now()) "
+        f"ENGINE = MergeTree "
+        f"ORDER BY (load_id, row_number) SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
+    )
+    rows = []
+    reasons: dict[str, int] = {}
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        for record in csv.reader(handle):
+            if len(record) < 6:
+                continue
+            offset, reason, raw = record[3], record[4], record[5]
+            short = reason.splitlines()[-1].strip() if reason.strip() else "row does not parse"
+            reasons[short[:200]] = reasons.get(short[:200], 0) + 1
+            rows.append([context.load_id, context.run_id, piece.path, int(offset or 0), reason, raw])
+    if not rows:
+        return
+    client.insert(
+        rejected_table,
+        rows,
+        column_names=["load_id", "run_id", "source", "row_number", "reason", "raw_row"],
+        database=target.database,
+        settings={
+            "insert_deduplicate": 1,
+            "insert_deduplication_token": f"{context.load_id}:{target.id}:rejected",
+        },
+    )
+    result.rows_rejected += len(rows)
+    for reason, count in reasons.items():
+        result.rejected_reasons[reason] = result.rejected_reasons.get(reason, 0) + count
+    context.log.warning(f"{target.id}: {len(rows)} rows did not fit and are kept in {name} with the reason")
 
 
 def _table_exists(client: Any, table: str, database: str | None) -> bool:
@@ -138,7 +386,8 @@ def _create_statement(name: str, target: Target, select: str) -> str:
     engine = "ReplacingMergeTree" if target.mode is LoadMode.MERGE else "MergeTree"
     return (
         f"CREATE TABLE IF NOT EXISTS {name} ENGINE = {engine} ORDER BY {order_sql} "
-        f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW} EMPTY AS {select}"
+        f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}, allow_nullable_key = 1 "
+        f"EMPTY AS {select}"
     )
 
 
@@ -154,65 +403,72 @@ def _summary_int(summary: Any, key: str) -> int:
         return 0
 
 
+def _settings_sql(settings: dict[str, Any]) -> str:
+    parts = []
+    for key, value in settings.items():
+        literal = _string_literal(value) if isinstance(value, str) else str(int(value))
+        parts.append(f"{key} = {literal}")
+    return ", ".join(parts)
+
+
 def _load_select(
-    select: str, target: Target, context: MoveContext, warehouse: ClickHouseResource
-) -> MoveResult:
-    result = MoveResult(path="warehouse_sql", table=qualified_name(target.table, target.database))
+    select: str,
+    target: Target,
+    context: MoveContext,
+    client: Any,
+    result: MoveResult,
+    settings: dict[str, Any] | None = None,
+) -> None:
     name = qualified_name(target.table, target.database)
-    client = warehouse.get_client()
+    extra = _settings_sql(settings or {})
     started = time.perf_counter()
-    try:
-        if target.database:
-            client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(target.database)}")
-        exists = _table_exists(client, target.table, target.database)
-        if not exists and not target.create_table:
-            raise MoveError(f"target table {target.table} does not exist and create_table is false")
-        if target.mode is LoadMode.REPLACE:
-            staging_table = f"{target.table}__staging_{uuid.uuid4().hex[:8]}"
-            staging = qualified_name(staging_table, target.database)
-            client.command(_create_statement(name, target, select))
-            client.command(_create_statement(staging, target, select))
-            try:
-                summary = client.command(f"INSERT INTO {staging} {select}")
-                for statement in table_swap_statements(target.table, staging_table, target.database):
-                    client.command(statement)
-            except BaseException:
-                client.command(f"DROP TABLE IF EXISTS {staging} SYNC")
-                raise
-        else:
-            client.command(_create_statement(name, target, select))
-            source_select = select
-            if target.mode is LoadMode.INCREMENTAL:
-                assert target.cursor_column is not None
-                cursor = quote_identifier(target.cursor_column)
-                # the state is the target itself: rows past the largest cursor value already loaded
-                source_select = (
-                    f"SELECT * FROM ({select}) WHERE (SELECT count() FROM {name}) = 0 "
-                    f"OR {cursor} > (SELECT max({cursor}) FROM {name})"
-                )
-            token = f"{context.load_id}:{target.id}"
-            before = _row_count(client, name)
+    if target.database:
+        client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(target.database)}")
+    exists = _table_exists(client, target.table, target.database)
+    if not exists and not target.create_table:
+        raise MoveError(f"target table {target.table} does not exist and create_table is false")
+    if target.mode is LoadMode.REPLACE:
+        staging_table = f"{target.table}__staging_{uuid.uuid4().hex[:8]}"
+        staging = qualified_name(staging_table, target.database)
+        client.command(_create_statement(name, target, select))
+        client.command(_create_statement(staging, target, select))
+        try:
             summary = client.command(
-                f"INSERT INTO {name} SETTINGS insert_deduplicate = 1, "
-                f"insert_deduplication_token = {_string_literal(token)} {source_select}"
+                f"INSERT INTO {staging} {select}" + (f" SETTINGS {extra}" if extra else "")
             )
-            if target.mode is LoadMode.MERGE:
-                # one row per key, the last loaded winning, before anyone reads the published load
-                client.command(f"OPTIMIZE TABLE {name} FINAL")
-        result.rows_read = _summary_int(summary, "read_rows")
-        result.bytes_read = _summary_int(summary, "read_bytes")
-        result.rows_written = _summary_int(summary, "written_rows")
-        if target.mode in (LoadMode.APPEND, LoadMode.INCREMENTAL):
-            # a block the warehouse dropped as a repeat of this load id was not written
-            result.rows_written = max(0, _row_count(client, name) - before)
-    finally:
-        client.close()
+            for statement in table_swap_statements(target.table, staging_table, target.database):
+                client.command(statement)
+        except BaseException:
+            client.command(f"DROP TABLE IF EXISTS {staging} SYNC")
+            raise
+    else:
+        client.command(_create_statement(name, target, select))
+        source_select = select
+        if target.mode is LoadMode.INCREMENTAL:
+            assert target.cursor_column is not None
+            cursor = quote_identifier(target.cursor_column)
+            # the state is the target itself: rows past the largest cursor value already loaded
+            source_select = (
+                f"SELECT * FROM ({select}) WHERE (SELECT count() FROM {name}) = 0 "
+                f"OR {cursor} > (SELECT max({cursor}) FROM {name})"
+            )
+        token = f"{context.load_id}:{target.id}"
+        before = _row_count(client, name)
+        summary = client.command(
+            f"INSERT INTO {name} SETTINGS insert_deduplicate = 1, "
+            f"insert_deduplication_token = {_string_literal(token)}{', ' + extra if extra else ''} "
+            f"{source_select}"
+        )
+        if target.mode is LoadMode.MERGE:
+            # one row per key, the last loaded winning, before anyone reads the published load
+            client.command(f"OPTIMIZE TABLE {name} FINAL")
+    result.rows_read = _summary_int(summary, "read_rows")
+    result.bytes_read = _summary_int(summary, "read_bytes")
+    result.rows_written = _summary_int(summary, "written_rows")
+    if target.mode in (LoadMode.APPEND, LoadMode.INCREMENTAL):
+        # a block the warehouse dropped as a repeat of this load id was not written
+        result.rows_written = max(0, _row_count(client, name) - before)
     result.loading_time_ms = (time.perf_counter() - started) * 1000
-    context.log.info(
-        f"{target.id}: {result.rows_written} rows written to {result.table} ({target.mode.value}, "
-        f"{result.rows_read} read, warehouse SQL path, {result.loading_time_ms:.0f} ms)"
-    )
-    return result
 
 
 def _string_literal(value: str) -> str:

@@ -69,6 +69,8 @@ ALLOWED_SYSTEM = (
 PATH_SETTINGS = frozenset(
     {"format_schema", "format_template_resultset", "format_template_row", "format_schema_source"}
 )
+# Settings whose value names a file the engine writes: only inside the quarantine folder.
+WRITE_PATH_SETTINGS = frozenset({"input_format_record_errors_file_path"})
 READ_ONLY_ROOT_PREFIXES = ("Select", "Show", "Describe", "Exists", "Explain", "Check")
 GLOB_CHARACTERS = frozenset("*?{}[]")
 LOCAL_CLICKHOUSE_PORT = 9000  # chDB serves HOST 'localhost' PORT 9000 in process, with no network
@@ -131,6 +133,8 @@ class Policy:
     """What the platform's user may reach: file() under ``file_roots``; this warehouse's own user."""
 
     file_roots: tuple[Path, ...]
+    # where rows that fail to parse may be written (input_format_record_errors_file_path)
+    reject_root: Path | None = None
     user: str = ""
     password: str = field(default="", repr=False)
     table_functions: frozenset[str] = REACHING_TABLE_FUNCTIONS | LOCAL_TABLE_FUNCTIONS
@@ -162,7 +166,7 @@ class Verdict:
 def inspect(statement: str, ast_text: str, policy: Policy) -> Verdict:
     """Refuse what reaches outside (ACCESS_DENIED, 497); return the statement to run."""
     root = parse_explain_ast(ast_text)
-    _check_tokens(statement)
+    _check_tokens(statement, policy)
     for node in root.walk():
         if node.kind == "Function":
             _check_function(node, policy)
@@ -189,21 +193,30 @@ def inspect(statement: str, ast_text: str, policy: Policy) -> Verdict:
     return Verdict(root, text)
 
 
-def check_settings(settings: Iterable[tuple[str, str]]) -> None:
-    """URL settings and SET/SETTINGS values that name files (format schemas, templates)."""
+def check_settings(settings: Iterable[tuple[str, str]], policy: Policy) -> None:
+    """URL settings and SET/SETTINGS values that name files (format schemas, templates, error files)."""
     for name, value in settings:
         if name.lower() in PATH_SETTINGS and ("/" in value or ".." in value):
             raise denied(f"Setting {name} with a path")
+        if name.lower() in WRITE_PATH_SETTINGS and value and not _inside_reject_root(value, policy):
+            raise denied(f"Setting {name} outside the quarantine folder")
 
 
-def _check_tokens(statement: str) -> None:
+def _inside_reject_root(path: str, policy: Policy) -> bool:
+    if policy.reject_root is None or not os.path.isabs(path) or ".." in Path(path).parts:
+        return False
+    real = Path(os.path.realpath(path))
+    return real.parent == policy.reject_root or real.parent.is_relative_to(policy.reject_root)
+
+
+def _check_tokens(statement: str, policy: Policy) -> None:
     words = _words(statement)
     upper = [w.upper() for w in words]
     if "OUTFILE" in upper:
         raise denied("INTO OUTFILE")
     if "INFILE" in upper:
         raise denied("FROM INFILE")
-    check_settings(_assigned_settings(statement))
+    check_settings(_assigned_settings(statement), policy)
 
 
 def _check_function(node: AstNode, policy: Policy) -> None:

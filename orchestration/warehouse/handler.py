@@ -502,7 +502,7 @@ class Handler(BaseHTTPRequestHandler):
         conn.use_database(db)
         if kind == "SET":
             conn.reset_tracking()
-        guard.check_settings(req.settings.items())
+        guard.check_settings(req.settings.items(), self.server.policy)
         conn.apply_settings(req.settings)
         for name, data, structure, fmt in req.external:
             conn.dirty = True

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from orchestration.warehouse import guard
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     server.warehouse = warehouse
     server.policy = guard.Policy(
         file_roots=guard.Policy.roots_from(os.environ.get("AETL_WAREHOUSE_FILE_ROOTS", ""), data_root()),
+        reject_root=Path(os.path.realpath(data_root() / "rejected")),
         user=server.platform_user.name,
         password=server.platform_user.password,
         table_functions=warehouse.names("SELECT lower(name) FROM system.table_functions"),

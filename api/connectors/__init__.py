@@ -1,0 +1,1 @@
+"""Connectors domain: stored connection settings (credentials encrypted), tests and introspection."""

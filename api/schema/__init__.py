@@ -1,0 +1,1 @@
+"""Schema domain: introspection, field mappings, schema comparison and generated transformations."""

@@ -1,0 +1,241 @@
+"""Loading 1M rows through move_target next to the native baseline, in the same run.
+
+    .venv/bin/python benchmarks/ingest.py [--rows 1000000] [--only csv|postgres] [--repeat 2]
+
+Starts the embedded warehouse (`python -m orchestration.warehouse.server`) on a free port with a
+temporary data folder (its imports folder is the file root), then for each source:
+- CSV (8 columns of sales data): native = the warehouse's own `INSERT … SELECT FROM file(...)` into
+  a MergeTree table; ours = `move_target` with a CSV connector (append into a new table);
+- PostgreSQL (the same rows in a table): native = `COPY (SELECT …) TO STDOUT` alone, read by psycopg
+  and thrown away; ours = `move_target` with a PostgreSQL connector into the warehouse.
+Each `move_target` runs in a child process (a run worker's stand-in) whose peak RSS is reported.
+Prints rows/s, the ratio to native and the peak RSS; best of --repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+COLUMNS = (
+    "id UInt64, order_date Date, customer_id UInt32, product String, region String, "
+    "quantity UInt16, unit_price Float64, amount Float64"
+)
+
+
+def free_port() -> int:
+    from tests.support import free_port as pick
+
+    return pick()
+
+
+def write_sales_csv(path: Path, rows: int) -> None:
+    """8 columns of sales data (~100 bytes a row), written by the warehouse itself for speed."""
+    import chdb  # only the benchmark set-up writes the file this way
+
+    query = (
+        f"SELECT number + 1 AS id, toDate('2024-01-01') + (number % 365) AS order_date, "
+        f"toUInt32(number % 50000) AS customer_id, concat('product-', toString(number % 1000)) AS product, "
+        f"['north','south','east','west'][number % 4 + 1] AS region, toUInt16(number % 20 + 1) AS quantity, "
+        f"round(1 + (number % 10000) / 100, 2) AS unit_price, round(quantity * unit_price, 2) AS amount "
+        f"FROM numbers({rows}) INTO OUTFILE '{path}' FORMAT CSVWithNames"
+    )
+    chdb.query(query)
+
+
+def start_warehouse(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    log = open(data_dir / "warehouse.log", "ab")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.warehouse.server", "--host", "127.0.0.1", "--port", str(port),
+         "--data-dir", str(data_dir / "warehouse")],
+        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "AETL_DATA_DIR": str(data_dir)},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/ping", timeout=1).text == "Ok.\n":
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("warehouse did not start")
+
+
+def warehouse_command(url: str, sql: str) -> str:
+    response = httpx.post(url, content=sql.encode(), timeout=600)
+    response.raise_for_status()
+    return response.text
+
+
+def native_csv(url: str, path: Path) -> float:
+    table = f"native_{uuid.uuid4().hex[:8]}"
+    warehouse_command(url, f"CREATE TABLE {table} ({COLUMNS}) ENGINE = MergeTree ORDER BY tuple()")
+    started = time.perf_counter()
+    warehouse_command(url, f"INSERT INTO {table} SELECT * FROM file('{path}', 'CSVWithNames')")
+    elapsed = time.perf_counter() - started
+    warehouse_command(url, f"DROP TABLE {table} SYNC")
+    return elapsed
+
+
+def load_postgres(pg_url: str, csv_path: Path) -> None:
+    """The same rows as the CSV, in a PostgreSQL table."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE sales (id bigint, order_date date, customer_id integer, product text, region text, "
+            "quantity smallint, unit_price double precision, amount double precision)"
+        )
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("COPY sales FROM STDIN (FORMAT csv, HEADER)") as copy,
+            csv_path.open("rb") as handle,
+        ):
+            while block := handle.read(1 << 20):
+                copy.write(block)
+        conn.execute("VACUUM ANALYZE sales")
+
+
+def native_copy(pg_url: str) -> float:
+    started = time.perf_counter()
+    with (
+        psycopg.connect(pg_url) as conn,
+        conn.cursor() as cursor,
+        cursor.copy("COPY (SELECT * FROM sales) TO STDOUT") as copy,
+    ):
+        for _ in copy:
+            pass
+    return time.perf_counter() - started
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One move_target in this process (the run worker's stand-in); prints JSON figures."""
+    os.environ["CLICKHOUSE_URL"] = args.warehouse
+    from orchestration.connectors.config import parse_connector_config
+    from orchestration.movement import MoveContext, move_target
+    from orchestration.specs.pipeline import PipelineDocument
+    from orchestration.warehouse.resource import ClickHouseResource
+
+    class Log:
+        def info(self, msg: str, *a: object, **k: object) -> None:
+            print(msg, file=sys.stderr)
+
+        def warning(self, msg: str, *a: object, **k: object) -> None:
+            print(msg, file=sys.stderr)
+
+    if args.worker == "csv":
+        connector = parse_connector_config("csv", {"path": ""})
+        source = {"id": "source_1", "connector_id": "conn_bench", "type": "csv", "path": args.path}
+    else:
+        connector = parse_connector_config(
+            "postgresql", {"host": "127.0.0.1", "database": args.pg_database, "username": "postgres"}
+        )
+        source = {"id": "source_1", "connector_id": "conn_bench", "table": "sales"}
+    table = f"ours_{uuid.uuid4().hex[:8]}"
+    doc = PipelineDocument.parse({"name": "bench", "sources": [source], "targets": [{"table": table}]})
+    warehouse = ClickHouseResource(url=args.warehouse)
+    started = time.perf_counter()
+    result = move_target(
+        doc, doc.targets[0], MoveContext(Log(), "bench", uuid.uuid4().hex), warehouse,
+        connectors=lambda _id: connector,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    warehouse.command(f"DROP TABLE {table} SYNC")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {"seconds": elapsed, "rows": result.rows_written, "path": result.path, "peak_rss_mb": peak_mb}
+        )
+    )
+
+
+def run_worker(kind: str, warehouse: str, data_dir: Path, **extra: str) -> dict[str, object]:
+    argv = [sys.executable, __file__, "--worker", kind, "--warehouse", warehouse]
+    for key, value in extra.items():
+        argv += [f"--{key.replace('_', '-')}", value]
+    env = {**os.environ, "AETL_DATA_DIR": str(data_dir), "AETL_FILE_ROOTS": str(data_dir / "imports")}
+    output = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
+    if output.returncode != 0:
+        raise SystemExit(f"worker failed:\n{output.stderr[-3000:]}")
+    return dict(json.loads(output.stdout.strip().splitlines()[-1]))
+
+
+def report(name: str, rows: int, native: float, ours: dict[str, object], native_name: str) -> None:
+    seconds = float(ours["seconds"])  # type: ignore[arg-type]
+    print(
+        f"{name:<10} native ({native_name}) {rows / native / 1e6:6.2f} M rows/s | move_target "
+        f"{rows / seconds / 1e6:6.2f} M rows/s via {ours['path']} | ratio {native / seconds:5.2f} | "
+        f"peak RSS of the worker {float(ours['peak_rss_mb']):7.1f} MB"  # type: ignore[arg-type]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--only", choices=["csv", "postgres"])
+    parser.add_argument("--worker", choices=["csv", "postgres"])
+    parser.add_argument("--warehouse")
+    parser.add_argument("--path")
+    parser.add_argument("--pg-database")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="aetl_bench_") as tmp:
+        data_dir = Path(tmp)
+        imports = data_dir / "imports"
+        imports.mkdir()
+        csv_path = imports / "sales.csv"
+        write_sales_csv(csv_path, args.rows)
+        print(f"{args.rows} rows, CSV {csv_path.stat().st_size / 1e6:.0f} MB; 2 runs each, best shown")
+        process, url = start_warehouse(data_dir)
+        try:
+            if args.only in (None, "csv"):
+                native = min(native_csv(url, csv_path) for _ in range(args.repeat))
+                ours = min(
+                    (run_worker("csv", url, data_dir, path="sales.csv") for _ in range(args.repeat)),
+                    key=lambda r: float(r["seconds"]),  # type: ignore[arg-type]
+                )
+                report("csv", args.rows, native, ours, "INSERT…SELECT FROM file()")
+            if args.only in (None, "postgres"):
+                database = f"aetl_bench_{uuid.uuid4().hex[:8]}"
+                with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+                    conn.execute(f"CREATE DATABASE {database}")
+                pg_url = f"{PG_SERVER}/{database}"
+                try:
+                    load_postgres(pg_url, csv_path)
+                    native = min(native_copy(pg_url) for _ in range(args.repeat))
+                    ours = min(
+                        (
+                            run_worker("postgres", url, data_dir, pg_database=database)
+                            for _ in range(args.repeat)
+                        ),
+                        key=lambda r: float(r["seconds"]),  # type: ignore[arg-type]
+                    )
+                    report("postgres", args.rows, native, ours, "COPY … TO STDOUT alone")
+                finally:
+                    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+                        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from api.core.config import get_settings
 from api.core.errors import InvalidToken, TokenExpired
 
-TokenType = Literal["access", "refresh", "email_verify"]
+TokenType = Literal["access", "refresh"]
 API_KEY_PREFIX = "aetl_"
 TOTP_ISSUER = "AI-ETL"
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -136,18 +136,6 @@ def create_refresh_token(*, user_id: str, family_id: str) -> IssuedToken:
     return IssuedToken(_encode(claims), jti, expires)
 
 
-def create_email_token(*, user_id: str, email: str, hours: int = 48) -> str:
-    now = utcnow()
-    claims = {
-        "sub": user_id,
-        "type": "email_verify",
-        "email": email,
-        "iat": now,
-        "exp": now + timedelta(hours=hours),
-    }
-    return _encode(claims)
-
-
 def decode_token(token: str, expected: TokenType) -> dict[str, Any]:
     try:
         claims = jwt.decode(
@@ -186,6 +174,11 @@ class NewApiKey:
 def hash_api_key(key: str) -> str:
     # keys carry 256 random bits, so a keyed fast hash is enough (argon2 would only add latency)
     return hmac.new(_secret().encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+def hash_random_token(token: str) -> str:
+    """Keyed hash of a random single-use token (mailed tokens): same reasoning as API keys."""
+    return hmac.new(_secret().encode(), f"token:{token}".encode(), hashlib.sha256).hexdigest()
 
 
 def generate_api_key() -> NewApiKey:

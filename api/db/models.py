@@ -6,8 +6,18 @@ Tables live in their domain's models.py; `Base` lives in api.db.base.
 from __future__ import annotations
 
 from api.activity.models import ActivityLog
-from api.auth.models import ApiKey, RefreshToken
+from api.auth.models import AccountToken, ApiKey, RefreshToken
 from api.db.base import NAMING_CONVENTION, Base, new_id, utcnow
 from api.users.models import User
 
-__all__ = ["NAMING_CONVENTION", "ActivityLog", "ApiKey", "Base", "RefreshToken", "User", "new_id", "utcnow"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "AccountToken",
+    "ActivityLog",
+    "ApiKey",
+    "Base",
+    "RefreshToken",
+    "User",
+    "new_id",
+    "utcnow",
+]

@@ -18,6 +18,7 @@ from api.db.session import get_engine
 from api.health.router import root_router as health_root_router
 from api.health.router import router as health_router
 from api.health.service import DagsterProbe, dagster_probe
+from api.preferences.router import dashboards_router, preferences_router
 from api.roles.router import router as roles_router
 from api.users.router import router as users_router
 
@@ -84,7 +85,14 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
     )
 
     api = APIRouter(prefix=API_PREFIX)
-    for domain_router in (auth_router, users_router, roles_router, health_router):
+    for domain_router in (
+        auth_router,
+        users_router,
+        roles_router,
+        health_router,
+        preferences_router,
+        dashboards_router,
+    ):
         api.include_router(domain_router)
     app.include_router(health_root_router)
     app.include_router(api)

@@ -139,4 +139,3 @@ class WarehouseProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
-

@@ -8,6 +8,7 @@ from __future__ import annotations
 from api.activity.models import ActivityLog
 from api.auth.models import AccountToken, ApiKey, RefreshToken
 from api.db.base import NAMING_CONVENTION, Base, new_id, utcnow
+from api.preferences.models import DashboardLayout, UserPreferences
 from api.users.models import User
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "AccountToken",
     "ActivityLog",
     "ApiKey",
+    "DashboardLayout",
+    "UserPreferences",
     "Base",
     "RefreshToken",
     "User",

@@ -27,7 +27,8 @@ from api.core.config import REPO_ROOT, get_settings  # noqa: E402
 from orchestration.lib.pg import drop_pg_database  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
-SERVER_START_TIMEOUT = 60.0
+# generous: on a loaded 2-core machine importing the app alone can take ~30 s
+SERVER_START_TIMEOUT = 180.0
 
 
 def _start_uvicorn(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:

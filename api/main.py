@@ -10,6 +10,7 @@ import httpx
 from fastapi import APIRouter, FastAPI
 from prometheus_client import PlatformCollector, ProcessCollector
 
+from api.admin.router import router as admin_router
 from api.auth.router import router as auth_router
 from api.core.config import Settings, get_settings
 from api.core.errors import install_error_handlers
@@ -19,6 +20,7 @@ from api.health.router import root_router as health_root_router
 from api.health.router import router as health_router
 from api.health.service import DagsterProbe, dagster_probe
 from api.preferences.router import dashboards_router, preferences_router
+from api.projects.router import router as projects_router
 from api.roles.router import router as roles_router
 from api.users.router import router as users_router
 
@@ -92,6 +94,8 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         health_router,
         preferences_router,
         dashboards_router,
+        projects_router,
+        admin_router,
     ):
         api.include_router(domain_router)
     app.include_router(health_root_router)

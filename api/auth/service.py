@@ -135,7 +135,7 @@ def authenticate(
         security.burn_password_check(password)
         raise AuthFailed("Incorrect username or password")
     if not security.verify_password(user.hashed_password, password):
-        log_activity(session, user.id, "auth.login_failed", "user", user.id, ip=ip)
+        log_activity(session, user.id, "auth.login_failed", "user", user.id, ip=ip, status="failure")
         session.commit()
         raise AuthFailed("Incorrect username or password")
     if not user.is_active:

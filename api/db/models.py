@@ -6,9 +6,11 @@ Tables live in their domain's models.py; `Base` lives in api.db.base.
 from __future__ import annotations
 
 from api.activity.models import ActivityLog
+from api.admin.models import SystemSetting
 from api.auth.models import AccountToken, ApiKey, RefreshToken
 from api.db.base import NAMING_CONVENTION, Base, new_id, utcnow
 from api.preferences.models import DashboardLayout, UserPreferences
+from api.projects.models import Project
 from api.users.models import User
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "ActivityLog",
     "ApiKey",
     "DashboardLayout",
+    "Project",
+    "SystemSetting",
     "UserPreferences",
     "Base",
     "RefreshToken",

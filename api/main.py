@@ -23,6 +23,7 @@ from api.preferences.router import dashboards_router, preferences_router
 from api.projects.router import router as projects_router
 from api.roles.router import router as roles_router
 from api.users.router import router as users_router
+from api.webhooks.router import router as webhooks_router
 
 API_PREFIX = "/api/v1"
 
@@ -96,6 +97,7 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         dashboards_router,
         projects_router,
         admin_router,
+        webhooks_router,
     ):
         api.include_router(domain_router)
     app.include_router(health_root_router)

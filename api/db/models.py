@@ -12,6 +12,7 @@ from api.db.base import NAMING_CONVENTION, Base, new_id, utcnow
 from api.preferences.models import DashboardLayout, UserPreferences
 from api.projects.models import Project
 from api.users.models import User
+from api.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -22,6 +23,8 @@ __all__ = [
     "Project",
     "SystemSetting",
     "UserPreferences",
+    "Webhook",
+    "WebhookDelivery",
     "Base",
     "RefreshToken",
     "User",

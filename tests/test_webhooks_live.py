@@ -15,7 +15,8 @@ from api.webhooks.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from orchestration.stack import Stack
 from tests.webhook_receiver import Received, webhook_receiver
 
-pytestmark = pytest.mark.timeout(300)
+# the session stack may start inside this budget (slow on a loaded 2-core machine)
+pytestmark = pytest.mark.timeout(900)
 
 
 def _for_run(requests: list[Received], run_id: str) -> list[Received]:

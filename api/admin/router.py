@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.encoders import jsonable_encoder
+from pydantic import Field
 
 from api.activity.service import log_activity
-from api.admin import deletion
+from api.admin import cleanup, deletion
 from api.admin import service as admin_service
 from api.admin.schemas import (
     ENTITY_KINDS,
@@ -27,7 +29,7 @@ from api.auth.service import Principal
 from api.core import security
 from api.core.errors import BadRequest
 from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND
-from api.core.schemas import Envelope, ok
+from api.core.schemas import Envelope, RequestModel, iso_utc, ok
 from api.deps import ClientIP, SessionDep, require_permission
 from api.users import service as users_service
 
@@ -217,3 +219,74 @@ def purge_project(
         "disk_space_freed_mb": deletion.mb(size),
         "disk_space_freed_bytes": size,
     }
+
+
+# --- system cleanup (aggregator: envelope) -----------------------------------------------------
+
+CleanupType = Literal["activity-logs", "expired-sessions"]
+
+
+class RetentionBody(RequestModel):
+    retention_days: int = Field(90, ge=1, le=36500)
+
+
+@router.get("/cleanup/stats", response_model=Envelope[dict[str, Any]])
+def cleanup_stats(_: CanViewMaintenance, session: SessionDep) -> object:
+    """Size of the metadata DB, its last vacuum and the record counts cleanup acts on."""
+    return ok(jsonable_encoder(cleanup.stats(session), custom_encoder={datetime: iso_utc}))
+
+
+@router.post("/cleanup/activity-logs", response_model=Envelope[dict[str, Any]])
+def cleanup_activity_logs(body: RetentionBody, principal: CanRunMaintenance, session: SessionDep) -> object:
+    """Deletes activity-log entries older than `retention_days`."""
+    result = cleanup.cleanup_activity_logs(session, principal.user, body.retention_days)
+    return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
+
+
+@router.post("/cleanup/expired-sessions", response_model=Envelope[dict[str, Any]])
+def cleanup_expired_sessions(principal: CanRunMaintenance, session: SessionDep) -> object:
+    """Deletes expired refresh tokens (sessions) and spent or expired mailed tokens."""
+    result = cleanup.cleanup_expired_sessions(session, principal.user)
+    return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
+
+
+@router.post("/cleanup/database-vacuum", response_model=Envelope[dict[str, Any]])
+def cleanup_database_vacuum(principal: CanRunMaintenance, session: SessionDep) -> object:
+    """`VACUUM ANALYZE` on the metadata database."""
+    result = cleanup.database_vacuum(session, principal.user)
+    return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
+
+
+@router.post("/cleanup/all", response_model=Envelope[dict[str, Any]])
+def cleanup_all(body: RetentionBody, principal: CanRunMaintenance, session: SessionDep) -> object:
+    """Activity logs, expired sessions, then VACUUM ANALYZE, one after the other."""
+    result = cleanup.cleanup_all(session, principal.user, body.retention_days)
+    return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
+
+
+@router.get("/cleanup/estimate/{cleanup_type}", response_model=Envelope[dict[str, Any]])
+def cleanup_estimate(
+    cleanup_type: CleanupType,
+    _: CanViewMaintenance,
+    session: SessionDep,
+    retention_days: Annotated[int, Query(ge=1, le=36500)] = 90,
+) -> object:
+    """What a cleanup would remove, counted without deleting."""
+    return ok(cleanup.estimate(session, cleanup_type, retention_days))
+
+
+@router.get("/cleanup/history", response_model=Envelope[list[dict[str, Any]]])
+def cleanup_history(
+    _: CanViewMaintenance,
+    session: SessionDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    operation: Annotated[str | None, Query(max_length=64)] = None,
+    start_date: Annotated[datetime | None, Query()] = None,
+    end_date: Annotated[datetime | None, Query()] = None,
+) -> object:
+    items, total = cleanup.history(
+        session, page=page, limit=limit, operation=operation, start=start_date, end=end_date
+    )
+    body = ok(jsonable_encoder(items, custom_encoder={datetime: iso_utc}))
+    return body | {"total": total, "page": page, "limit": limit}

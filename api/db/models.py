@@ -6,7 +6,7 @@ Tables live in their domain's models.py; `Base` lives in api.db.base.
 from __future__ import annotations
 
 from api.activity.models import ActivityLog
-from api.admin.models import SystemSetting
+from api.admin.models import CleanupRun, SystemSetting
 from api.auth.models import AccountToken, ApiKey, RefreshToken
 from api.db.base import NAMING_CONVENTION, Base, new_id, utcnow
 from api.preferences.models import DashboardLayout, UserPreferences
@@ -17,6 +17,7 @@ from api.webhooks.models import Webhook, WebhookDelivery
 __all__ = [
     "NAMING_CONVENTION",
     "AccountToken",
+    "CleanupRun",
     "ActivityLog",
     "ApiKey",
     "DashboardLayout",

@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0002
-Create Date: 2026-12-01 22:15:23.336257+00:00
+Create Date: 2026-12-01 22:37:58.270497+00:00
 """
 
 from collections.abc import Sequence
@@ -44,6 +44,24 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_account_tokens_token_hash")),
     )
     op.create_index(op.f("ix_account_tokens_user_id"), "account_tokens", ["user_id"], unique=False)
+    op.create_table(
+        "cleanup_runs",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("operation", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=40), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("records_deleted", sa.BigInteger(), nullable=False),
+        sa.Column("space_freed_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("duration_seconds", sa.Float(), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_cleanup_runs_user_id_users"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_cleanup_runs")),
+    )
+    op.create_index(op.f("ix_cleanup_runs_created_at"), "cleanup_runs", ["created_at"], unique=False)
+    op.create_index(op.f("ix_cleanup_runs_operation"), "cleanup_runs", ["operation"], unique=False)
     op.create_table(
         "dashboard_layouts",
         sa.Column("id", sa.String(length=40), nullable=False),
@@ -170,6 +188,9 @@ def downgrade() -> None:
     op.drop_table("projects")
     op.drop_index(op.f("ix_dashboard_layouts_user_id"), table_name="dashboard_layouts")
     op.drop_table("dashboard_layouts")
+    op.drop_index(op.f("ix_cleanup_runs_operation"), table_name="cleanup_runs")
+    op.drop_index(op.f("ix_cleanup_runs_created_at"), table_name="cleanup_runs")
+    op.drop_table("cleanup_runs")
     op.drop_index(op.f("ix_account_tokens_user_id"), table_name="account_tokens")
     op.drop_table("account_tokens")
     op.drop_table("system_settings")

@@ -103,6 +103,28 @@ CASES = [
         "execute",
         {"project_id": MISSING},
     ),
+    Case("GET", "/api/v1/admin/cleanup/stats", "maintenance", "view"),
+    Case(
+        "GET",
+        "/api/v1/admin/cleanup/estimate/{cleanup_type}",
+        "maintenance",
+        "view",
+        {"cleanup_type": "activity-logs"},
+    ),
+    Case("GET", "/api/v1/admin/cleanup/history", "maintenance", "view"),
+    # retention of 100 years: the call is real but removes nothing other tests rely on
+    Case(
+        "POST",
+        "/api/v1/admin/cleanup/activity-logs",
+        "maintenance",
+        "execute",
+        body=lambda: {"retention_days": 36500},
+    ),
+    Case("POST", "/api/v1/admin/cleanup/expired-sessions", "maintenance", "execute"),
+    Case("POST", "/api/v1/admin/cleanup/database-vacuum", "maintenance", "execute"),
+    Case(
+        "POST", "/api/v1/admin/cleanup/all", "maintenance", "execute", body=lambda: {"retention_days": 36500}
+    ),
     Case("GET", "/api/v1/webhooks", "webhooks", "view"),
     Case("POST", "/api/v1/webhooks", "webhooks", "create", body=lambda: {**WEBHOOK_BODY, **_unique("hook")}),
     Case("GET", "/api/v1/webhooks/{webhook_id}", "webhooks", "view", {"webhook_id": MISSING}),

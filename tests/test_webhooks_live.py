@@ -16,7 +16,7 @@ from orchestration.stack import Stack
 from tests.webhook_receiver import Received, webhook_receiver
 
 # the session stack may start inside this budget (slow on a loaded 2-core machine)
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1500)
 
 
 def _for_run(requests: list[Received], run_id: str) -> list[Received]:

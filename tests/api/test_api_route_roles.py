@@ -156,6 +156,7 @@ def test_every_route_of_these_domains_is_in_the_matrix() -> None:
     assert table <= routes, f"cases for routes that do not exist: {sorted(table - routes)}"
 
 
+@pytest.mark.timeout(1200)  # ~40 real requests per role, some of them VACUUM ANALYZE
 @pytest.mark.parametrize("role", ROLE_NAMES)
 def test_route_role_matrix(role: str, client: httpx.Client, make_user: Callable[..., ApiUser]) -> None:
     user = make_user(role)

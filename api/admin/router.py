@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.encoders import jsonable_encoder
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from api.activity.service import log_activity
 from api.admin import cleanup, deletion
@@ -275,7 +275,18 @@ def cleanup_estimate(
     return ok(cleanup.estimate(session, cleanup_type, retention_days))
 
 
-@router.get("/cleanup/history", response_model=Envelope[list[dict[str, Any]]])
+class CleanupHistoryPage(BaseModel):
+    """The aggregator spec puts the paging beside `data`."""
+
+    status: Literal["success"] = "success"
+    data: list[dict[str, Any]]
+    total: int
+    page: int
+    limit: int
+    message: str | None = None
+
+
+@router.get("/cleanup/history", response_model=CleanupHistoryPage)
 def cleanup_history(
     _: CanViewMaintenance,
     session: SessionDep,

@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.admin import service as admin_service
 from api.auth.service import Principal, resolve_principal
 from api.core.errors import PermissionDenied
 from api.core.permissions import scope_allows
@@ -56,6 +57,11 @@ def get_principal(
         raise PermissionDenied(
             "Password change required: call POST /api/v1/auth/change-password first",
             details={"reason": "password_change_required"},
+        )
+    if admin_service.dev_role_refused(session, principal.user):
+        raise PermissionDenied(
+            "The developer role is not allowed in production without an administrator's temporary approval",
+            details={"reason": "dev_role_not_approved"},
         )
     return principal
 

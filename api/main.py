@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import PlatformCollector, ProcessCollector
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from api.admin.router import router as admin_router
 from api.auth.router import router as auth_router
 from api.connectors import router as connectors_router
 from api.core.config import Settings, get_settings
@@ -29,9 +30,12 @@ from api.health.router import router as health_router
 from api.health.service import DagsterProbe, dagster_probe
 from api.pipelines import live as pipelines_live
 from api.pipelines import router as pipelines
+from api.preferences.router import dashboards_router, preferences_router
+from api.projects.router import router as projects_router
 from api.roles.router import router as roles_router
 from api.schema import router as schema_router
 from api.users.router import router as users_router
+from api.webhooks.router import router as webhooks_router
 
 API_PREFIX = "/api/v1"
 
@@ -112,6 +116,11 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         pipelines_live.api_router,
         connectors_router.router,
         schema_router.router,
+        preferences_router,
+        dashboards_router,
+        projects_router,
+        admin_router,
+        webhooks_router,
     ):
         api.include_router(domain_router)
     app.include_router(health_root_router)

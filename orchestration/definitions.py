@@ -5,7 +5,7 @@ Datamarts (dbt) are the second location `aetl_datamarts` (module orchestration.d
 
 from dagster import Definitions
 
-from orchestration.defs import maintenance, warehouse
+from orchestration.defs import maintenance, warehouse, webhooks
 from orchestration.defs.common import shared_definitions
 
-defs = Definitions.merge(warehouse.defs, maintenance.defs, shared_definitions())
+defs = Definitions.merge(warehouse.defs, maintenance.defs, webhooks.defs, shared_definitions())

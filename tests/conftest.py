@@ -15,6 +15,8 @@ import pytest
 os.environ.setdefault("AETL_ENV", "test")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+# the tests' webhook receivers listen on 127.0.0.1 (the stack's processes inherit this)
+os.environ.setdefault("AETL_WEBHOOK_ALLOW_LOOPBACK", "true")
 
 from api.core.config import get_settings  # noqa: E402
 from orchestration.stack import Stack  # noqa: E402

@@ -21,6 +21,8 @@ class ActivityLog(Base):
     resource_type: Mapped[str | None] = mapped_column(String(64))
     resource_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # "success" or "failure" (a refused login, a failed delivery, ...)
+    status: Mapped[str] = mapped_column(String(16), default="success", server_default="success", index=True)
     ip_address: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), index=True)

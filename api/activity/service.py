@@ -19,6 +19,7 @@ def log_activity(
     *,
     ip: str | None = None,
     details: dict[str, Any] | None = None,
+    status: str = "success",
 ) -> None:
     """Adds the entry to the caller's transaction: it is written if and only if the action is."""
     session.add(
@@ -28,6 +29,7 @@ def log_activity(
             resource_type=resource_type,
             resource_id=resource_id,
             details=details or {},
+            status=status,
             ip_address=ip,
             request_id=get_request_id(),
         )

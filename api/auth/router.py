@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from api.auth import accounts
 from api.auth import service as auth_service
 from api.auth.schemas import (
     ChangePasswordRequest,
@@ -11,6 +12,7 @@ from api.auth.schemas import (
     LogoutRequest,
     RefreshRequest,
     RegisterRequest,
+    ResetPasswordConfirm,
     ResetPasswordRequest,
     TokenPair,
     TwoFactorCode,
@@ -23,6 +25,10 @@ from api.core.responses import BAD_REQUEST, CONFLICT, ERROR_RESPONSES
 from api.core.schemas import Envelope, MessageEnvelope, ok
 from api.deps import ClientIP, LoginSessionPrincipal, LoginSessionUser, SessionDep
 from api.users.schemas import UserCreated
+
+RESET_REQUESTED_MESSAGE = (
+    "If the address belongs to an active account, a password reset token has been mailed to it"
+)
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses={**ERROR_RESPONSES, **BAD_REQUEST})
 
@@ -74,28 +80,39 @@ def change_password(
 
 
 @router.post("/reset-password", response_model=MessageEnvelope)
-def reset_password(body: ResetPasswordRequest) -> object:
-    """Self-service reset request. This deployment has no mailer, so nothing is sent: an
-    administrator resets passwords with `POST /users/{id}/reset-password`. The answer is the same
-    whether or not the email is registered, so it reveals nothing."""
-    return {
-        "status": "success",
-        "message": (
-            "If the address is registered, a reset would be sent; this server has no mailer "
-            "configured, so ask an administrator to reset your password"
-        ),
-    }
+def reset_password(body: ResetPasswordRequest, session: SessionDep, ip: ClientIP) -> object:
+    """Step 1: mails a single-use reset token if the address belongs to an active account. The
+    answer is the same whether or not it does, so it reveals nothing about who is registered."""
+    accounts.request_password_reset(session, str(body.email), ip=ip)
+    return {"status": "success", "message": RESET_REQUESTED_MESSAGE}
+
+
+@router.post("/reset-password/confirm", response_model=MessageEnvelope)
+def reset_password_confirm(body: ResetPasswordConfirm, session: SessionDep, ip: ClientIP) -> object:
+    """Step 2: the mailed token and a new password. The token works once; every session of the
+    account ends (log in again with the new password)."""
+    user = accounts.confirm_password_reset(session, body.token, body.new_password, ip=ip)
+    return {"status": "success", "message": "Password reset; please log in", "data": {"user_id": user.id}}
 
 
 @router.post("/verify-email", response_model=MessageEnvelope)
-def verify_email(body: VerifyEmailRequest, session: SessionDep) -> object:
-    """Verifies an email with a signed verification token. No mailer is configured, so tokens are
-    not sent by email; an invalid or expired token answers 401."""
-    user = auth_service.verify_email(session, body.token)
+def verify_email(body: VerifyEmailRequest, session: SessionDep, ip: ClientIP) -> object:
+    """Verifies the address with the token mailed at registration (single use, expires)."""
+    user = accounts.verify_email(session, body.token, ip=ip)
     return {
         "status": "success",
         "message": "Email verified",
         "data": {"user_id": user.id, "email_verified": True},
+    }
+
+
+@router.post("/verify-email/resend", response_model=MessageEnvelope)
+def resend_verification(user: CurrentUser, session: SessionDep, ip: ClientIP) -> object:
+    """Mails the caller a new verification token (older ones stop working)."""
+    accounts.resend_verification(session, user, ip=ip)
+    return {
+        "status": "success",
+        "message": "If the address is not verified yet, a new verification mail is on its way",
     }
 
 

@@ -93,8 +93,15 @@ class ResetPasswordRequest(RequestModel):
     email: EmailStr = Field(max_length=254)
 
 
+class ResetPasswordConfirm(RequestModel):
+    token: str = Field(min_length=10, max_length=256)
+    new_password: str = Password()
+
+    _new = field_validator("new_password")(_check_new_password)
+
+
 class VerifyEmailRequest(RequestModel):
-    token: str = Field(min_length=10, max_length=4096)
+    token: str = Field(min_length=10, max_length=256)
 
 
 class TwoFactorSetup(ResponseModel):

@@ -118,6 +118,9 @@ def register(
         role=role if get_role(role) else "viewer",
     )
     log_activity(session, user.id, "user.register", "user", user.id, ip=ip)
+    from api.auth import accounts  # accounts builds on this module
+
+    accounts.send_verification(session, user, ip=ip)
     session.commit()
     return user
 
@@ -139,7 +142,7 @@ def authenticate(
         raise AuthFailed("Incorrect username or password")
     if not security.verify_password(user.hashed_password, password):
         attempts.record_failure(account, ip)
-        log_activity(session, user.id, "auth.login_failed", "user", user.id, ip=ip)
+        log_activity(session, user.id, "auth.login_failed", "user", user.id, ip=ip, status="failure")
         session.commit()
         raise AuthFailed("Incorrect username or password")
     if not user.is_active:
@@ -358,16 +361,6 @@ def change_password(session: Session, user: User, *, current: str, new: str, ip:
     revoke_all_sessions(session, user)
     log_activity(session, user.id, "auth.change_password", "user", user.id, ip=ip)
     session.commit()
-
-
-def verify_email(session: Session, token: str) -> User:
-    claims = security.decode_token(token, "email_verify")
-    user = session.get(User, claims["sub"])
-    if user is None or user.email != claims.get("email"):
-        raise InvalidToken("Invalid verification token")
-    user.email_verified = True
-    session.commit()
-    return user
 
 
 # --- two-factor authentication -----------------------------------------------------------------

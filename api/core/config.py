@@ -114,6 +114,24 @@ class Settings(BaseSettings):
     def trusted_proxies(self) -> list[str]:
         return [p.strip() for p in self.trusted_proxies_raw.split(",") if p.strip()]
 
+    # mail: smtp://user:pass@host:587?starttls=true or smtps://...; unset = files in the outbox folder
+    smtp_url: SecretStr | None = Field(None, validation_alias="AETL_SMTP_URL")
+    mail_from: str = Field("AETL <aetl@localhost>", validation_alias="AETL_MAIL_FROM")
+    mail_outbox_dir_override: Path | None = Field(None, validation_alias="AETL_MAIL_OUTBOX_DIR")
+    smtp_timeout_seconds: float = Field(10.0, validation_alias="AETL_SMTP_TIMEOUT_SECONDS")
+    email_verify_token_hours: int = Field(48, ge=1, validation_alias="AETL_EMAIL_VERIFY_TOKEN_HOURS")
+    password_reset_token_minutes: int = Field(30, ge=1, validation_alias="AETL_PASSWORD_RESET_TOKEN_MINUTES")
+    # mails of one kind to one account per window (further requests answer the same, send nothing)
+    account_mail_limit: int = Field(3, ge=1, validation_alias="AETL_ACCOUNT_MAIL_LIMIT")
+    account_mail_window_minutes: int = Field(15, ge=1, validation_alias="AETL_ACCOUNT_MAIL_WINDOW_MINUTES")
+
+    # webhooks: targets on loopback / private networks are refused unless allowed here
+    webhook_allow_loopback: bool = Field(False, validation_alias="AETL_WEBHOOK_ALLOW_LOOPBACK")
+    webhook_allow_private: bool = Field(False, validation_alias="AETL_WEBHOOK_ALLOW_PRIVATE")
+    webhook_timeout_seconds: float = Field(5.0, gt=0, validation_alias="AETL_WEBHOOK_TIMEOUT_SECONDS")
+    webhook_max_attempts: int = Field(4, ge=1, le=10, validation_alias="AETL_WEBHOOK_MAX_ATTEMPTS")
+    webhook_backoff_seconds: float = Field(1.0, ge=0, validation_alias="AETL_WEBHOOK_BACKOFF_SECONDS")
+
     @property
     def instance_suffix(self) -> str:
         return "" if self.api_port == 8000 else f"_{self.api_port}"
@@ -154,6 +172,10 @@ class Settings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         return self.data_dir.resolve() / "dagster_home"
+
+    @property
+    def mail_outbox_dir(self) -> Path:
+        return (self.mail_outbox_dir_override or self.data_dir / "outbox").resolve()
 
     @property
     def warehouse_dir(self) -> Path:

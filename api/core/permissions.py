@@ -24,6 +24,8 @@ RESOURCES: Final[dict[str, tuple[str, ...]]] = {
     "analytics": ("view", "export"),
     "dashboards": ("view", "create", "edit", "delete"),
     "webhooks": ("view", "create", "edit", "delete"),
+    "projects": ("view", "create", "edit", "delete"),
+    "preferences": ("view", "edit"),
     "users": ("view", "create", "edit", "delete"),
     "roles": ("view",),
     "activity_logs": ("view",),
@@ -72,6 +74,8 @@ _DEVELOPER = _grants(
     analytics="*",
     dashboards="*",
     webhooks="*",
+    projects="*",
+    preferences="*",
     users=("view",),
     roles=("view",),
     activity_logs=("view",),
@@ -87,6 +91,8 @@ _DESIGNER = _grants(
     templates="*",
     dashboards=("view",),
     webhooks=("view",),
+    projects=("view", "create", "edit"),
+    preferences="*",
 )
 _EXECUTOR = _grants(
     pipelines=("view", "execute"),
@@ -97,6 +103,8 @@ _EXECUTOR = _grants(
     templates=("view",),
     monitoring=("view",),
     dashboards=("view",),
+    projects=("view",),
+    preferences="*",
 )
 _ANALYST = {**_EXECUTOR, "datamarts": _EXECUTOR["datamarts"] | {"preview", "export"}}
 _EXECUTIVE = _grants(
@@ -105,6 +113,8 @@ _EXECUTIVE = _grants(
     monitoring=("view",),
     analytics="*",
     dashboards="*",
+    projects=("view",),
+    preferences="*",
 )
 _VIEWER = _grants(
     pipelines=("view",),
@@ -113,6 +123,8 @@ _VIEWER = _grants(
     datamarts=("view",),
     templates=("view",),
     dashboards=("view",),
+    projects=("view",),
+    preferences="*",
 )
 
 

@@ -28,7 +28,7 @@ from api.core.config import get_settings
 from api.core.errors import InvalidToken, TokenExpired
 from orchestration.lib import secrets as secrets_at_rest
 
-TokenType = Literal["access", "refresh", "email_verify"]
+TokenType = Literal["access", "refresh"]
 API_KEY_PREFIX = "aetl_"
 TOTP_ISSUER = "AI-ETL"
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -136,18 +136,6 @@ def create_refresh_token(*, user_id: str, family_id: str, not_after: datetime | 
     return IssuedToken(_encode(claims), jti, expires)
 
 
-def create_email_token(*, user_id: str, email: str, hours: int = 48) -> str:
-    now = utcnow()
-    claims = {
-        "sub": user_id,
-        "type": "email_verify",
-        "email": email,
-        "iat": now,
-        "exp": now + timedelta(hours=hours),
-    }
-    return _encode(claims)
-
-
 def decode_token(token: str, expected: TokenType) -> dict[str, Any]:
     try:
         claims = jwt.decode(
@@ -206,6 +194,11 @@ def hash_api_key(key: str) -> str:
 def legacy_api_key_hash(key: str) -> str:
     """How keys were hashed before they had a key of their own (with the JWT secret)."""
     return hmac.new(_secret().encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+def hash_random_token(token: str) -> str:
+    """Keyed hash of a random single-use token (mailed tokens): same reasoning as API keys."""
+    return hmac.new(_secret().encode(), f"token:{token}".encode(), hashlib.sha256).hexdigest()
 
 
 def generate_api_key() -> NewApiKey:

@@ -6,11 +6,32 @@ Tables live in their domain's models.py; `Base` lives in api.db.base.
 from __future__ import annotations
 
 from api.activity.models import ActivityLog
-from api.auth.models import ApiKey, RefreshToken
+from api.admin.models import CleanupRun, SystemSetting
+from api.auth.models import AccountToken, ApiKey, RefreshToken
 from api.db.base import NAMING_CONVENTION, Base, new_id, utcnow
+from api.preferences.models import DashboardLayout, UserPreferences
+from api.projects.models import Project
 from api.users.models import User
+from api.webhooks.models import Webhook, WebhookDelivery
 
-__all__ = ["NAMING_CONVENTION", "ActivityLog", "ApiKey", "Base", "RefreshToken", "User", "new_id", "utcnow"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "AccountToken",
+    "CleanupRun",
+    "ActivityLog",
+    "ApiKey",
+    "DashboardLayout",
+    "Project",
+    "SystemSetting",
+    "UserPreferences",
+    "Webhook",
+    "WebhookDelivery",
+    "Base",
+    "RefreshToken",
+    "User",
+    "new_id",
+    "utcnow",
+]
 
 # every domain's tables on the one metadata, so Alembic and the migration check see them all
 import api.connectors.models  # noqa: E402, F401

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.activity.service import log_activity
+from api.auth import accounts
 from api.auth import service as auth_service
 from api.core import security
 from api.core.errors import BadRequest, Conflict, NotFound, PermissionDenied
@@ -41,6 +42,7 @@ def create_user(session: Session, actor: User, data: UserCreate, ip: str | None)
         is_active=data.is_active,
     )
     log_activity(session, actor.id, "user.create", "user", user.id, ip=ip, details={"role": data.role})
+    accounts.send_verification(session, user, ip=ip)
     session.commit()
     return user
 
@@ -96,6 +98,9 @@ def update_user(
     log_activity(
         session, actor.id, "user.update", "user", user.id, ip=ip, details={"fields": sorted(changes)}
     )
+    if not user.email_verified and "email" in changes:
+        # the new address must be proven too; pending tokens for the old one no longer match
+        accounts.send_verification(session, user, ip=ip)
     session.commit()
     return user
 

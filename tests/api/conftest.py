@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,6 +94,11 @@ def base_env(database_url: str, secret_key: str, **overrides: str) -> dict[str, 
         # every test calls from 127.0.0.1: only the lock-out tests want the per-address limit
         "AETL_LOGIN_MAX_FAILURES_PER_ADDRESS": "100000",
         "AETL_MAX_BODY_BYTES": str(2 * 1024 * 1024),
+        # the development mailer: tests read the mails from here
+        "AETL_MAIL_OUTBOX_DIR": tempfile.mkdtemp(prefix="aetl_outbox_"),
+        # the tests' webhook receivers listen on 127.0.0.1
+        "AETL_WEBHOOK_ALLOW_LOOPBACK": "true",
+        "AETL_WEBHOOK_BACKOFF_SECONDS": "0.2",
     }
     env.pop("AETL_REDIS_URL", None)
     env.update(overrides)

@@ -1,0 +1,223 @@
+"""System cleanup of the metadata DB: old activity logs, expired sessions and tokens, VACUUM ANALYZE.
+
+Every operation measures what it removes (rows, and their on-disk size before deletion) and is
+recorded in `cleanup_runs`, which `/admin/cleanup/history` reads. Estimates run the same queries
+without deleting.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, delete, func, or_, select, text
+from sqlalchemy.orm import Session
+
+from api.activity.models import ActivityLog
+from api.admin.deletion import mb
+from api.admin.models import CleanupRun
+from api.auth.models import AccountToken, RefreshToken
+from api.core import security
+from api.users.models import User
+
+# used or expired mailed tokens are kept this long (an audit trail of recent resets), then removed
+SPENT_TOKEN_GRACE = timedelta(days=1)
+
+
+def _size(session: Session, table: Table, where: Any) -> tuple[int, int]:
+    """(rows, bytes on disk) matching `where` in `table`."""
+    count, size = session.execute(
+        select(func.count(), func.coalesce(func.sum(func.pg_column_size(table.table_valued())), 0))
+        .select_from(table)
+        .where(where)
+    ).one()
+    return int(count), int(size)
+
+
+def _deleted(session: Session, statement: Any) -> int:
+    return int(cast("CursorResult[Any]", session.execute(statement)).rowcount or 0)
+
+
+def _activity_where(retention_days: int) -> Any:
+    return ActivityLog.created_at < security.utcnow() - timedelta(days=retention_days)
+
+
+def _refresh_where() -> Any:
+    # revoked but unexpired tokens stay: they are how a replayed refresh token is recognised
+    return RefreshToken.expires_at < security.utcnow()
+
+
+def _account_token_where() -> Any:
+    cutoff = security.utcnow() - SPENT_TOKEN_GRACE
+    return or_(AccountToken.expires_at < cutoff, AccountToken.used_at < cutoff)
+
+
+def estimate(session: Session, cleanup_type: str, retention_days: int) -> dict[str, Any]:
+    if cleanup_type == "activity-logs":
+        rows, size = _size(session, ActivityLog.__table__, _activity_where(retention_days))  # type: ignore[arg-type]
+    else:
+        r1, s1 = _size(session, RefreshToken.__table__, _refresh_where())  # type: ignore[arg-type]
+        r2, s2 = _size(session, AccountToken.__table__, _account_token_where())  # type: ignore[arg-type]
+        rows, size = r1 + r2, s1 + s2
+    return {
+        "cleanup_type": cleanup_type.replace("-", "_"),
+        "estimated_records": rows,
+        "estimated_space_mb": mb(size),
+        "estimated_space_bytes": size,
+        "retention_days": retention_days if cleanup_type == "activity-logs" else None,
+    }
+
+
+def _record(
+    session: Session, actor: User, operation: str, result: dict[str, Any], started: float
+) -> dict[str, Any]:
+    result["duration_seconds"] = round(time.perf_counter() - started, 3)
+    result["timestamp"] = security.utcnow()
+    session.add(
+        CleanupRun(
+            operation=operation,
+            user_id=actor.id,
+            status="success",
+            records_deleted=int(result.get("records_deleted", result.get("sessions_deleted", 0))),
+            space_freed_bytes=int(result.get("space_freed_bytes", 0)),
+            duration_seconds=result["duration_seconds"],
+            details={k: v for k, v in result.items() if k not in ("timestamp",)},
+        )
+    )
+    session.commit()
+    return result
+
+
+def cleanup_activity_logs(session: Session, actor: User, retention_days: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    where = _activity_where(retention_days)
+    _, size = _size(session, ActivityLog.__table__, where)  # type: ignore[arg-type]
+    deleted = _deleted(session, delete(ActivityLog).where(where))
+    result = {
+        "operation": "cleanup_activity_logs",
+        "records_deleted": int(deleted or 0),
+        "space_freed_mb": mb(size),
+        "space_freed_bytes": size,
+        "retention_days": retention_days,
+    }
+    return _record(session, actor, "cleanup_activity_logs", result, started)
+
+
+def cleanup_expired_sessions(session: Session, actor: User) -> dict[str, Any]:
+    started = time.perf_counter()
+    _, s1 = _size(session, RefreshToken.__table__, _refresh_where())  # type: ignore[arg-type]
+    _, s2 = _size(session, AccountToken.__table__, _account_token_where())  # type: ignore[arg-type]
+    sessions = _deleted(session, delete(RefreshToken).where(_refresh_where()))
+    tokens = _deleted(session, delete(AccountToken).where(_account_token_where()))
+    result = {
+        "operation": "cleanup_expired_sessions",
+        "sessions_deleted": int(sessions or 0),
+        "account_tokens_deleted": int(tokens or 0),
+        "records_deleted": int(sessions or 0) + int(tokens or 0),
+        "memory_freed_mb": mb(s1 + s2),
+        "space_freed_bytes": s1 + s2,
+    }
+    return _record(session, actor, "cleanup_expired_sessions", result, started)
+
+
+def database_vacuum(session: Session, actor: User) -> dict[str, Any]:
+    started = time.perf_counter()
+    engine = session.get_bind()
+    # VACUUM cannot run inside a transaction block
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:  # type: ignore[union-attr]
+        before = int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+        tables = conn.execute(text("SELECT count(*) FROM pg_stat_user_tables")).scalar_one()
+        conn.execute(text("VACUUM ANALYZE"))
+        after = int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+    reclaimed = max(before - after, 0)
+    result = {
+        "operation": "database_vacuum",
+        "tables_processed": int(tables),
+        "space_reclaimed_mb": mb(reclaimed),
+        "space_freed_bytes": reclaimed,
+        "records_deleted": 0,
+    }
+    return _record(session, actor, "database_vacuum", result, started)
+
+
+def cleanup_all(session: Session, actor: User, retention_days: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    operations = [
+        {"name": "activity_logs", **cleanup_activity_logs(session, actor, retention_days)},
+        {"name": "expired_sessions", **cleanup_expired_sessions(session, actor)},
+        {"name": "database_vacuum", **database_vacuum(session, actor)},
+    ]
+    freed = sum(int(op.get("space_freed_bytes", 0)) for op in operations)
+    result = {
+        "operation": "cleanup_all",
+        "total_records_deleted": sum(int(op.get("records_deleted", 0)) for op in operations),
+        "total_files_deleted": 0,
+        "total_space_freed_mb": mb(freed),
+        "space_freed_bytes": freed,
+        "records_deleted": sum(int(op.get("records_deleted", 0)) for op in operations),
+        "operations": [{k: v for k, v in op.items() if k != "timestamp"} for op in operations],
+    }
+    result = _record(session, actor, "cleanup_all", result, started)
+    result["total_duration_seconds"] = result["duration_seconds"]
+    return result
+
+
+def stats(session: Session) -> dict[str, Any]:
+    size, tables, last_vacuum = session.execute(
+        text(
+            "SELECT pg_database_size(current_database()), count(*), "
+            "max(greatest(last_vacuum, last_autovacuum)) FROM pg_stat_user_tables"
+        )
+    ).one()
+    now = security.utcnow()
+    return {
+        "database": {"total_size_mb": mb(int(size)), "table_count": int(tables), "last_vacuum": last_vacuum},
+        "records": {
+            "users": session.scalar(select(func.count()).select_from(User)) or 0,
+            "activity_logs": session.scalar(select(func.count()).select_from(ActivityLog)) or 0,
+            "refresh_tokens": session.scalar(select(func.count()).select_from(RefreshToken)) or 0,
+            "expired_sessions": session.scalar(
+                select(func.count()).select_from(RefreshToken).where(RefreshToken.expires_at < now)
+            )
+            or 0,
+        },
+    }
+
+
+def history(
+    session: Session,
+    *,
+    page: int,
+    limit: int,
+    operation: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> tuple[list[dict[str, Any]], int]:
+    query = select(CleanupRun, User.username).outerjoin(User, User.id == CleanupRun.user_id)
+    if operation:
+        query = query.where(CleanupRun.operation == operation)
+    if start:
+        query = query.where(CleanupRun.created_at >= start)
+    if end:
+        query = query.where(CleanupRun.created_at < end)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.execute(
+        query.order_by(CleanupRun.created_at.desc(), CleanupRun.id.desc())
+        .offset((page - 1) * limit)
+        .limit(limit)
+    )
+    return [
+        {
+            "id": run.id,
+            "operation": run.operation,
+            "user_id": run.user_id,
+            "username": username,
+            "records_deleted": run.records_deleted,
+            "space_freed_mb": mb(run.space_freed_bytes),
+            "duration_seconds": run.duration_seconds,
+            "status": run.status,
+            "timestamp": run.created_at,
+        }
+        for run, username in rows
+    ], int(total or 0)

@@ -1,0 +1,303 @@
+"""/api/v1/admin: audit trail, deleted entities (ai-etl bodies), system settings (envelope)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, Field
+
+from api.activity.service import log_activity
+from api.admin import cleanup, deletion
+from api.admin import service as admin_service
+from api.admin.schemas import (
+    ENTITY_KINDS,
+    ActivityLogPage,
+    CleanupOldDeletions,
+    CleanupOldDeletionsResult,
+    DeletedEntities,
+    DeletionStats,
+    DevRoleProduction,
+    DevRoleProductionUpdate,
+    EntityKind,
+    ProjectPurged,
+    ProjectRestored,
+)
+from api.auth.service import Principal
+from api.core import security
+from api.core.errors import BadRequest
+from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND
+from api.core.schemas import Envelope, RequestModel, iso_utc, ok
+from api.deps import ClientIP, SessionDep, require_permission
+from api.users import service as users_service
+
+router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
+
+CanViewActivity = Annotated[Principal, Depends(require_permission("activity_logs", "view"))]
+CanViewMaintenance = Annotated[Principal, Depends(require_permission("maintenance", "view"))]
+CanRunMaintenance = Annotated[Principal, Depends(require_permission("maintenance", "execute"))]
+CanViewSettings = Annotated[Principal, Depends(require_permission("settings", "view"))]
+CanEditSettings = Annotated[Principal, Depends(require_permission("settings", "edit"))]
+EntityId = Annotated[str, Path(max_length=64)]
+
+
+class ActivityFilters:
+    """Query parameters shared by both activity-log routes."""
+
+    def __init__(
+        self,
+        action: Annotated[
+            str | None, Query(max_length=64, description="exact, or a prefix ending in *")
+        ] = None,
+        resource_type: Annotated[str | None, Query(max_length=64)] = None,
+        resource_id: Annotated[str | None, Query(max_length=64)] = None,
+        status: Annotated[Literal["success", "failure"] | None, Query()] = None,
+        start_date: Annotated[datetime | None, Query()] = None,
+        end_date: Annotated[datetime | None, Query()] = None,
+        skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> None:
+        if start_date and end_date and start_date > end_date:
+            raise BadRequest("start_date must not be after end_date", field="start_date")
+        self.action, self.resource_type, self.resource_id = action, resource_type, resource_id
+        self.status, self.start, self.end, self.skip, self.limit = status, start_date, end_date, skip, limit
+
+
+def _activity_page(session: SessionDep, user_id: str | None, f: ActivityFilters) -> dict[str, object]:
+    items, total = admin_service.list_activity(
+        session,
+        user_id=user_id,
+        action=f.action,
+        resource_type=f.resource_type,
+        resource_id=f.resource_id,
+        status=f.status,
+        start=f.start,
+        end=f.end,
+        skip=f.skip,
+        limit=f.limit,
+    )
+    return {
+        "status": "success",
+        "data": items,
+        "total": total,
+        "skip": f.skip,
+        "limit": f.limit,
+        "message": None,
+    }
+
+
+@router.get("/activity-logs", response_model=ActivityLogPage)
+def list_activity_logs(
+    _: CanViewActivity,
+    session: SessionDep,
+    filters: Annotated[ActivityFilters, Depends()],
+    user_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> object:
+    """The audit trail, newest first. Values of secret-looking keys in `details` are masked."""
+    return _activity_page(session, user_id, filters)
+
+
+@router.get("/activity-logs/{user_id}", response_model=ActivityLogPage, responses=NOT_FOUND)
+def list_user_activity_logs(
+    user_id: EntityId, _: CanViewActivity, session: SessionDep, filters: Annotated[ActivityFilters, Depends()]
+) -> object:
+    users_service.get_user(session, user_id)
+    return _activity_page(session, user_id, filters)
+
+
+@router.get("/settings/dev-role-production", response_model=Envelope[DevRoleProduction])
+def get_dev_role_production(_: CanViewSettings, session: SessionDep) -> object:
+    """Whether developer-level accounts may work in production now, and until when."""
+    data = admin_service.dev_role_production(session)
+    return ok(DevRoleProduction.model_validate(data).model_dump(mode="json"))
+
+
+@router.put("/settings/dev-role-production", response_model=Envelope[DevRoleProduction])
+def put_dev_role_production(
+    body: DevRoleProductionUpdate, principal: CanEditSettings, session: SessionDep, ip: ClientIP
+) -> object:
+    """A temporary approval: it lapses by itself after `duration_hours` (1-168)."""
+    data = admin_service.set_dev_role_production(
+        session, principal.user, allow=body.allow, duration_hours=body.duration_hours, ip=ip
+    )
+    message = (
+        f"Developer role temporarily allowed in production. Auto-expires in {body.duration_hours} hours."
+        if body.allow
+        else "Developer role no longer allowed in production."
+    )
+    return ok(DevRoleProduction.model_validate(data).model_dump(mode="json"), message)
+
+
+@router.get("/deleted-entities", response_model=DeletedEntities)
+def list_deleted_entities(
+    _: CanViewMaintenance,
+    session: SessionDep,
+    entity_type: Annotated[EntityKind | None, Query()] = None,
+    deleted_after: Annotated[datetime | None, Query()] = None,
+    deleted_before: Annotated[datetime | None, Query()] = None,
+) -> object:
+    kinds: list[str] = [entity_type] if entity_type else list(ENTITY_KINDS)
+    items = deletion.list_deleted(session, kinds, after=deleted_after, before=deleted_before)
+    return {"items": items, "total": len(items)}
+
+
+@router.get("/deletion-stats", response_model=DeletionStats)
+def deletion_stats(_: CanViewMaintenance, session: SessionDep) -> object:
+    return deletion.deletion_stats(session)
+
+
+@router.post("/cleanup-old-deletions", response_model=CleanupOldDeletionsResult)
+def cleanup_old_deletions(
+    body: CleanupOldDeletions, principal: CanRunMaintenance, session: SessionDep, ip: ClientIP
+) -> object:
+    """Purges entities soft-deleted more than `older_than_days` ago; `dry_run` (default) only counts."""
+    result = deletion.cleanup_old(
+        session, older_than_days=body.older_than_days, kinds=list(body.entity_types), dry_run=body.dry_run
+    )
+    if not body.dry_run:
+        log_activity(
+            session,
+            principal.user.id,
+            "admin.cleanup_old_deletions",
+            "deletion",
+            None,
+            ip=ip,
+            details={"older_than_days": body.older_than_days, "breakdown": result["breakdown"]},
+        )
+    session.commit()
+    return result
+
+
+@router.post(
+    "/projects/{project_id}/restore", response_model=ProjectRestored, responses={**NOT_FOUND, **CONFLICT}
+)
+def restore_project(
+    project_id: EntityId, principal: CanRunMaintenance, session: SessionDep, ip: ClientIP
+) -> object:
+    """Brings a soft-deleted project back with what was deleted with it."""
+    _, related = deletion.restore(session, "projects", project_id)
+    log_activity(
+        session,
+        principal.user.id,
+        "project.restore",
+        "project",
+        project_id,
+        ip=ip,
+        details={"related": related},
+    )
+    session.commit()
+    return {
+        "project_id": project_id,
+        "restored": True,
+        "related_entities_restored": related,
+        "restored_at": security.utcnow(),
+    }
+
+
+@router.delete("/projects/{project_id}/permanent", response_model=ProjectPurged, responses=NOT_FOUND)
+def purge_project(
+    project_id: EntityId, principal: CanRunMaintenance, session: SessionDep, ip: ClientIP
+) -> object:
+    """Deletes the project and everything it owns for good (no restore afterwards)."""
+    cascade, size = deletion.purge(session, "projects", project_id)
+    log_activity(
+        session,
+        principal.user.id,
+        "project.purge",
+        "project",
+        project_id,
+        ip=ip,
+        details={"cascade": cascade},
+    )
+    session.commit()
+    return {
+        "project_id": project_id,
+        "permanently_deleted": True,
+        "cascade_deleted": cascade,
+        "disk_space_freed_mb": deletion.mb(size),
+        "disk_space_freed_bytes": size,
+    }
+
+
+# --- system cleanup (aggregator: envelope) -----------------------------------------------------
+
+CleanupType = Literal["activity-logs", "expired-sessions"]
+
+
+class RetentionBody(RequestModel):
+    retention_days: int = Field(90, ge=1, le=36500)
+
+
+@router.get("/cleanup/stats", response_model=Envelope[dict[str, Any]])
+def cleanup_stats(_: CanViewMaintenance, session: SessionDep) -> object:
+    """Size of the metadata DB, its last vacuum and the record counts cleanup acts on."""
+    return ok(jsonable_encoder(cleanup.stats(session), custom_encoder={datetime: iso_utc}))
+
+
+@router.post("/cleanup/activity-logs", response_model=Envelope[dict[str, Any]])
+def cleanup_activity_logs(body: RetentionBody, principal: CanRunMaintenance, session: SessionDep) -> object:
+    """Deletes activity-log entries older than `retention_days`."""
+    result = cleanup.cleanup_activity_logs(session, principal.user, body.retention_days)
+    return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
+
+
+@router.post("/cleanup/expired-sessions", response_model=Envelope[dict[str, Any]])
+def cleanup_expired_sessions(principal: CanRunMaintenance, session: SessionDep) -> object:
+    """Deletes expired refresh tokens (sessions) and spent or expired mailed tokens."""
+    result = cleanup.cleanup_expired_sessions(session, principal.user)
+    return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
+
+
+@router.post("/cleanup/database-vacuum", response_model=Envelope[dict[str, Any]])
+def cleanup_database_vacuum(principal: CanRunMaintenance, session: SessionDep) -> object:
+    """`VACUUM ANALYZE` on the metadata database."""
+    result = cleanup.database_vacuum(session, principal.user)
+    return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
+
+
+@router.post("/cleanup/all", response_model=Envelope[dict[str, Any]])
+def cleanup_all(body: RetentionBody, principal: CanRunMaintenance, session: SessionDep) -> object:
+    """Activity logs, expired sessions, then VACUUM ANALYZE, one after the other."""
+    result = cleanup.cleanup_all(session, principal.user, body.retention_days)
+    return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
+
+
+@router.get("/cleanup/estimate/{cleanup_type}", response_model=Envelope[dict[str, Any]])
+def cleanup_estimate(
+    cleanup_type: CleanupType,
+    _: CanViewMaintenance,
+    session: SessionDep,
+    retention_days: Annotated[int, Query(ge=1, le=36500)] = 90,
+) -> object:
+    """What a cleanup would remove, counted without deleting."""
+    return ok(cleanup.estimate(session, cleanup_type, retention_days))
+
+
+class CleanupHistoryPage(BaseModel):
+    """The aggregator spec puts the paging beside `data`."""
+
+    status: Literal["success"] = "success"
+    data: list[dict[str, Any]]
+    total: int
+    page: int
+    limit: int
+    message: str | None = None
+
+
+@router.get("/cleanup/history", response_model=CleanupHistoryPage)
+def cleanup_history(
+    _: CanViewMaintenance,
+    session: SessionDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    operation: Annotated[str | None, Query(max_length=64)] = None,
+    start_date: Annotated[datetime | None, Query()] = None,
+    end_date: Annotated[datetime | None, Query()] = None,
+) -> object:
+    items, total = cleanup.history(
+        session, page=page, limit=limit, operation=operation, start=start_date, end=end_date
+    )
+    body = ok(jsonable_encoder(items, custom_encoder={datetime: iso_utc}))
+    return body | {"total": total, "page": page, "limit": limit}

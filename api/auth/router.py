@@ -107,7 +107,7 @@ def verify_email(body: VerifyEmailRequest, session: SessionDep, ip: ClientIP) ->
 
 
 @router.post("/verify-email/resend", response_model=MessageEnvelope)
-def resend_verification(user: CurrentUser, session: SessionDep, ip: ClientIP) -> object:
+def resend_verification(user: LoginSessionUser, session: SessionDep, ip: ClientIP) -> object:
     """Mails the caller a new verification token (older ones stop working)."""
     accounts.resend_verification(session, user, ip=ip)
     return {

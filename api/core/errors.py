@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.core.context import get_request_id
@@ -327,6 +328,12 @@ def render_exception(exc: BaseException) -> JSONResponse:
     if isinstance(exc, OperationalError):
         logger.error("database unavailable request_id=%s", get_request_id())
         return error_response(503, code="DATABASE_ERROR", message="Database unavailable")
+    if isinstance(exc, PoolTimeout):
+        # every pooled connection is busy: the server is overloaded, the request may be retried
+        logger.error("database connection pool exhausted request_id=%s", get_request_id())
+        return error_response(
+            503, code="DATABASE_ERROR", message="Database busy, retry shortly", headers={"Retry-After": "1"}
+        )
     return unexpected_error_response(exc)
 
 

@@ -85,3 +85,14 @@ def test_token_types_are_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidToken):
         security.decode_token(refresh.token, "access")
     assert RateLimitExceeded().status_code == 429
+
+
+def test_an_exhausted_connection_pool_is_a_503_not_a_500() -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from api.core.errors import render_exception
+
+    response = render_exception(PoolTimeout("QueuePool limit of size 20 overflow 0 reached"))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert b"QueuePool" not in response.body

@@ -64,6 +64,7 @@ def child_env(settings: Settings, *, for_supervisor: bool = False) -> dict[str, 
             "DAGSTER_PG_URL": settings.dagster_pg_url,
             "DAGSTER_URL": settings.dagster_url,
             "DAGSTER_HOME": str(settings.dagster_home),
+            "AETL_RUN_LAUNCHER": settings.run_launcher,
             # litellm would otherwise fetch its model price map from the internet on import
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "DAGSTER_DISABLE_TELEMETRY": "1",
@@ -88,6 +89,18 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1.0)
         return sock.connect_ex((host, port)) == 0
+
+
+def run_workers_ready(socket_path: Path) -> bool:
+    """The warm run-worker server answers a ping on its socket (it binds only after preloading)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(2.0)
+        try:
+            conn.connect(str(socket_path))
+            conn.sendall(b'{"op": "ping"}\n')
+            return b'"pid"' in conn.recv(65536)
+        except OSError:
+            return False
 
 
 @dataclass
@@ -182,6 +195,16 @@ class Stack:
                     # the code server loads the definitions before it listens: open port = loaded
                     functools.partial(port_open, code_host, port),
                 ))  # fmt: skip
+        if "dagster" in self.services and settings.run_launcher == "warm":
+            from orchestration.dagster_home import run_worker_socket
+
+            socket_path = run_worker_socket(settings.dagster_home)
+            wave.append(Component(
+                "run-workers",
+                [str(BIN / "python"), "-m", "orchestration.run_launcher.server", "--socket", str(socket_path),
+                 "--project-root", str(REPO_ROOT)],
+                functools.partial(run_workers_ready, socket_path),
+            ))  # fmt: skip
         if "api" in self.services:
             wave.append(Component(
                 "api",

@@ -15,14 +15,14 @@ WarmForkRunLauncher) are measured by the same script in the same sitting.
 A job is `name[@location]`; sleep_job runs with seconds=0 and warehouse_job with a 10-day calendar.
 Runs go one after another (latency, not throughput). The breakdown comes from the run's own event
 log timestamps (the webserver's clock, same machine):
-  submit->queued   client submit to RUN_ENQUEUED
-  queued->dequeued RUN_ENQUEUED to RUN_DEQUEUED (the daemon's dequeue loop)
-  dequeued->launch RUN_DEQUEUED to RUN_STARTING (launcher called)
-  launch->worker   RUN_STARTING to the worker's "Started process for run" (new process / fork)
-  worker->start    worker started to RUN_START (load code location, instance, plan)
-  start->steps     RUN_START to the last step's end
-  steps->success   last step's end to RUN_SUCCESS
-  success->seen    RUN_SUCCESS to the client seeing SUCCESS (poll interval 50 ms)
+  submit->queued       client submit to RUN_ENQUEUED (webserver: run + snapshots created)
+  queued->launching    RUN_ENQUEUED to RUN_STARTING (the daemon's dequeue loop picks it up)
+  launching->worker    RUN_STARTING to the worker's "Started process for run" (spawn or fork, imports,
+                       instance)
+  worker->start        worker started to RUN_START (load the code location and the job)
+  start->steps         RUN_START to the last step's end
+  steps->success       last step's end to RUN_SUCCESS
+  success->seen        RUN_SUCCESS to the client seeing SUCCESS (poll interval 50 ms)
 """
 
 from __future__ import annotations
@@ -55,9 +55,8 @@ RUN_CONFIGS: dict[str, dict[str, Any]] = {
 }
 PHASES = (
     "submit->queued",
-    "queued->dequeued",
-    "dequeued->launch",
-    "launch->worker",
+    "queued->launching",
+    "launching->worker",
     "worker->start",
     "start->steps",
     "steps->success",
@@ -97,7 +96,6 @@ def breakdown(events: list[RunEvent], submitted_at: datetime, seen_at: datetime)
     marks = [
         submitted_at,
         first("RUN_ENQUEUED"),
-        first("RUN_DEQUEUED"),
         first("RUN_STARTING"),
         first("ENGINE_EVENT", "Started process for run"),
         first("RUN_START"),

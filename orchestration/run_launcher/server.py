@@ -185,7 +185,10 @@ class RunWorkerServer:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             gc.unfreeze()
+            imported_before = set(sys.modules)
+            started = time.monotonic()
             code = run_worker_main(execute_run_args)
+            log_late_imports(imported_before, time.monotonic() - started)
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
         except BaseException:
@@ -195,6 +198,15 @@ class RunWorkerServer:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
+
+
+def log_late_imports(imported_before: set[str], seconds: float) -> None:
+    """What a run worker still had to import (candidates for PRELOAD_MODULES); the list itself goes to
+    $AETL_RUN_WORKER_IMPORTS_FILE when set."""
+    late = sorted(set(sys.modules) - imported_before)
+    log(f"run worker {os.getpid()} done in {seconds:.2f}s; imported {len(late)} modules after the fork")
+    if target := os.environ.get("AETL_RUN_WORKER_IMPORTS_FILE"):
+        Path(target).write_text("\n".join(late) + "\n")
 
 
 def run_worker_main(execute_run_args: str) -> int:

@@ -82,7 +82,10 @@ def migrate_instance_storage(dagster_home: Path, pg_url: str) -> bool:
     if stamp_path.exists() and stamp_path.read_text() == stamp:
         return False
     import dagster  # here: ~2 s of imports, paid only when the stamp changed
+    from dagster_postgres import DagsterPostgresStorage
 
+    # dagster.yaml turns table auto-creation off for every process; only this step creates them
+    DagsterPostgresStorage(pg_url, should_autocreate_tables=True)  # NullPool: holds no connection
     with (
         patched_environ({"DAGSTER_PG_URL": pg_url}),
         dagster.DagsterInstance.from_config(str(dagster_home)) as instance,

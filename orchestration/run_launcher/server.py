@@ -46,6 +46,22 @@ PRELOAD_MODULES = (
     "dagster._core.execution.api",
     "dagster._core.execution.plan.execute_plan",
     "dagster._core.storage.fs_io_manager",
+    # imported lazily by every run worker (found with $AETL_RUN_WORKER_IMPORTS_FILE)
+    "dagster._core.instance.factory",
+    "dagster._core.storage.root",
+    "dagster._core.storage.local_compute_log_manager",
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.executor.in_process",
+    "dagster._core.execution.plan.active",
+    "dagster._core.definitions.repository_definition.repository_data_builder",
+    "dagster._core.definitions.external_asset",
+    "dagster._core.system_config.composite_descent",
+    "dagster._core.utility_ops",
+    "fsspec.implementations.local",
+    "upath.implementations.local",
+    "psycopg2.extras",
+    "watchdog.observers.polling",
+    "watchdog.utils.dirsnapshot",
     "dagster_postgres",
     "psycopg2",
     "sqlalchemy",
@@ -249,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = os_thread_count()
     if threads != 1 or threading.active_count() != 1:
         names = [Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task")]
-        raise SystemExit(f"refusing to fork run workers: {threads} OS threads after preload {names} (must be 1)")
+        raise SystemExit(f"refusing to fork run workers: {threads} OS threads after preload: {names}")
     gc.collect()
     gc.freeze()  # objects imported so far stay out of the children's GC: their pages stay shared
     server = RunWorkerServer(args.socket, preloaded)

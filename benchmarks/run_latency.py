@@ -166,7 +166,12 @@ def run_api_pipeline(api: httpx.Client, client: DagsterClient, pipeline_id: str)
 
 
 def summarize(label: str, samples: list[Sample]) -> None:
-    totals = [s.total for s in samples]
+    failed = sum(1 for s in samples if s.total != s.total)
+    totals = [s.total for s in samples if s.total == s.total]
+    if failed:
+        print(f"{label:<44} {failed} of {len(samples)} runs failed or timed out", flush=True)
+    if not totals:
+        return
     print(
         f"{label:<44} n={len(samples):<3} p50 {percentile(totals, 50):5.2f} s"
         f"  p95 {percentile(totals, 95):5.2f} s  min {min(totals):5.2f} s  max {max(totals):5.2f} s",
@@ -185,7 +190,11 @@ def interleaved(runs: int, warmup: int, variants: dict[str, Callable[[], Sample]
     samples: dict[str, list[Sample]] = {name: [] for name in variants}
     for i in range(warmup + runs):
         for name, once in variants.items():
-            sample = once()
+            try:
+                sample = once()
+            except (RuntimeError, TimeoutError) as error:  # counted, not fatal: an overloaded host fails runs
+                print(f"{name}: run failed: {error}", flush=True)
+                sample = Sample(float("nan"))
             if i >= warmup:
                 samples[name].append(sample)
     return samples

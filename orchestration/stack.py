@@ -195,16 +195,6 @@ class Stack:
                     # the code server loads the definitions before it listens: open port = loaded
                     functools.partial(port_open, code_host, port),
                 ))  # fmt: skip
-        if "dagster" in self.services and settings.run_launcher == "warm":
-            from orchestration.dagster_home import run_worker_socket
-
-            socket_path = run_worker_socket(settings.dagster_home)
-            wave.append(Component(
-                "run-workers",
-                [str(BIN / "python"), "-m", "orchestration.run_launcher.server", "--socket", str(socket_path),
-                 "--project-root", str(REPO_ROOT)],
-                functools.partial(run_workers_ready, socket_path),
-            ))  # fmt: skip
         if "api" in self.services:
             wave.append(Component(
                 "api",
@@ -233,6 +223,27 @@ class Stack:
             ),
         ]  # fmt: skip
 
+    def _background_wave(self) -> list[Component]:
+        """Started once the rest is ready and not waited for: until the warm run-worker server answers,
+        the launcher sends runs through the code servers, so it adds nothing to the start-up time."""
+        if "dagster" not in self.services or self.settings.run_launcher != "warm":
+            return []
+        from orchestration.dagster_home import run_worker_socket
+
+        socket_path = run_worker_socket(self.settings.dagster_home)
+        return [
+            Component(
+                "run-workers",
+                [str(BIN / "python"), "-m", "orchestration.run_launcher.server", "--socket", str(socket_path),
+                 "--project-root", str(REPO_ROOT)],
+                functools.partial(run_workers_ready, socket_path),
+            )
+        ]  # fmt: skip
+
+    def wait_for_run_workers(self, timeout: float = 240.0) -> None:
+        """Block until the warm run-worker server answers (tests that must see the warm path)."""
+        self._wait_ready([c for c in self.components if c.name == "run-workers"], time.monotonic() + timeout)
+
     def _code_servers(self) -> list[tuple[CodeLocation, str, int]]:
         from orchestration.dagster_home import workspace_locations
 
@@ -257,7 +268,11 @@ class Stack:
                 component.start(self.env, self.output)
             self.components += wave
             self._wait_ready(wave, started + timeout)
-        return time.monotonic() - started
+        elapsed = time.monotonic() - started
+        for component in self._background_wave():
+            component.start(self.env, self.output)
+            self.components.append(component)
+        return elapsed
 
     def _wait_ready(self, pending: list[Component], deadline: float) -> None:
         pending = list(pending)

@@ -145,7 +145,6 @@ def test_datamarts_job_builds_the_dbt_models_in_its_own_location(dagster: Dagste
     run = wait_for_status(dagster, run_id, {RunStatus.SUCCESS}, timeout=150)
     print(f"datamarts_job submit->SUCCESS {time.monotonic() - submitted:.1f}s")
     assert run.tags["dagster/code_location"] == "aetl_datamarts"
-    assert "aetl/run_worker" in run.tags  # forked by the warm run launcher, like the `aetl` location's runs
     assert run.stats is not None and run.stats.materializations == 3
     [latest] = dagster.asset_materializations("orders_daily", limit=1)
     assert latest.run_id == run_id

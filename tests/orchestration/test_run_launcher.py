@@ -32,6 +32,7 @@ def sleep_config(seconds: float) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def dagster(stack: Stack) -> Iterator[DagsterClient]:
     assert stack.settings.run_launcher == "warm", "the session stack must run the warm launcher"
+    stack.wait_for_run_workers()  # started after the rest; until then runs take the code-server path
     client = DagsterClient(stack.settings.dagster_url, timeout=30)
     yield client
     client.close()

@@ -21,22 +21,44 @@ DAGSTER_YAML_TEMPLATE = REPO_ROOT / "dagster.yaml"
 WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
 
 
-def render_dagster_yaml(template: str, dagster_home: Path) -> str:
-    """The instance config for one home: only the path placeholder is substituted."""
-    return template.replace("${DAGSTER_HOME}", str(dagster_home.resolve()))
+RUN_LAUNCHERS = ("warm", "default")
+RUN_WORKER_SOCKET = "run_workers.sock"
+DEFAULT_RUN_LAUNCHER = {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
 
 
-def prepare_dagster_home(dagster_home: Path, pg_url: str | None = None) -> Path:
+def run_worker_socket(dagster_home: Path) -> Path:
+    """Where the warm run-worker server listens (the template's `socket_path`)."""
+    return dagster_home.resolve() / RUN_WORKER_SOCKET
+
+
+def render_dagster_yaml(template: str, dagster_home: Path, run_launcher: str = "warm") -> str:
+    """The instance config for one home: the path placeholder is substituted; `run_launcher`
+    "default" swaps the template's warm launcher for Dagster's DefaultRunLauncher."""
+    if run_launcher not in RUN_LAUNCHERS:
+        raise ValueError(f"run launcher must be one of {RUN_LAUNCHERS}, not {run_launcher!r}")
+    rendered = template.replace("${DAGSTER_HOME}", str(dagster_home.resolve()))
+    if run_launcher == "default":
+        document = yaml.safe_load(rendered)
+        document["run_launcher"] = DEFAULT_RUN_LAUNCHER
+        rendered = "# rendered with AETL_RUN_LAUNCHER=default\n" + yaml.safe_dump(document, sort_keys=False)
+    return rendered
+
+
+def prepare_dagster_home(
+    dagster_home: Path, pg_url: str | None = None, run_launcher: str | None = None
+) -> Path:
     """Create the home, write its dagster.yaml (only if changed) and make sure the storage DB exists.
 
     `pg_url` defaults to DAGSTER_PG_URL, the variable dagster.yaml reads; pass False-y to skip the DB.
+    `run_launcher` ("warm" or "default") defaults to AETL_RUN_LAUNCHER, else "warm".
     Returns the path of the rendered dagster.yaml.
     """
     dagster_home = dagster_home.resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "compute_logs").mkdir(exist_ok=True)
     target = dagster_home / "dagster.yaml"
-    rendered = render_dagster_yaml(DAGSTER_YAML_TEMPLATE.read_text(), dagster_home)
+    launcher = run_launcher or os.environ.get("AETL_RUN_LAUNCHER") or "warm"
+    rendered = render_dagster_yaml(DAGSTER_YAML_TEMPLATE.read_text(), dagster_home, launcher)
     # Rewriting an unchanged file would make a running webserver think the instance changed.
     if not target.exists() or target.read_text() != rendered:
         tmp = target.with_suffix(".yaml.tmp")
@@ -60,7 +82,10 @@ def migrate_instance_storage(dagster_home: Path, pg_url: str) -> bool:
     if stamp_path.exists() and stamp_path.read_text() == stamp:
         return False
     import dagster  # here: ~2 s of imports, paid only when the stamp changed
+    from dagster_postgres import DagsterPostgresStorage
 
+    # dagster.yaml turns table auto-creation off for every process; only this step creates them
+    DagsterPostgresStorage(pg_url, should_autocreate_tables=True)  # NullPool: holds no connection
     with (
         patched_environ({"DAGSTER_PG_URL": pg_url}),
         dagster.DagsterInstance.from_config(str(dagster_home)) as instance,

@@ -70,6 +70,7 @@ def child_env(settings: Settings, *, for_supervisor: bool = False) -> dict[str, 
             "DAGSTER_PG_URL": settings.dagster_pg_url,
             "DAGSTER_URL": settings.dagster_url,
             "DAGSTER_HOME": str(settings.dagster_home),
+            "AETL_RUN_LAUNCHER": settings.run_launcher,
             # litellm would otherwise fetch its model price map from the internet on import
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "DAGSTER_DISABLE_TELEMETRY": "1",
@@ -96,6 +97,18 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1.0)
         return sock.connect_ex((host, port)) == 0
+
+
+def run_workers_ready(socket_path: Path) -> bool:
+    """The warm run-worker server answers a ping on its socket (it binds only after preloading)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(2.0)
+        try:
+            conn.connect(str(socket_path))
+            conn.sendall(b'{"op": "ping"}\n')
+            return b'"pid"' in conn.recv(65536)
+        except OSError:
+            return False
 
 
 @dataclass
@@ -222,6 +235,27 @@ class Stack:
             ),
         ]  # fmt: skip
 
+    def _background_wave(self) -> list[Component]:
+        """Started once the rest is ready and not waited for: until the warm run-worker server answers,
+        the launcher sends runs through the code servers, so it adds nothing to the start-up time."""
+        if "dagster" not in self.services or self.settings.run_launcher != "warm":
+            return []
+        from orchestration.dagster_home import run_worker_socket
+
+        socket_path = run_worker_socket(self.settings.dagster_home)
+        return [
+            Component(
+                "run-workers",
+                [str(BIN / "python"), "-m", "orchestration.run_launcher.server", "--socket", str(socket_path),
+                 "--project-root", str(REPO_ROOT)],
+                functools.partial(run_workers_ready, socket_path),
+            )
+        ]  # fmt: skip
+
+    def wait_for_run_workers(self, timeout: float = 240.0) -> None:
+        """Block until the warm run-worker server answers (tests that must see the warm path)."""
+        self._wait_ready([c for c in self.components if c.name == "run-workers"], time.monotonic() + timeout)
+
     def _code_servers(self) -> list[tuple[CodeLocation, str, int]]:
         from orchestration.dagster_home import workspace_locations
 
@@ -247,7 +281,11 @@ class Stack:
                 component.start(self.env, self.output)
             self.components += wave
             self._wait_ready(wave, started + timeout)
-        return time.monotonic() - started
+        elapsed = time.monotonic() - started
+        for component in self._background_wave():
+            component.start(self.env, self.output)
+            self.components.append(component)
+        return elapsed
 
     def _wait_ready(self, pending: list[Component], deadline: float) -> None:
         pending = list(pending)

@@ -27,6 +27,7 @@ from tests.support import WarehouseProcess, isolated_settings, warehouse_auth
 
 EXPECTED_PROCESSES = (
     "orchestration.warehouse.server", "code-server start", "dagster-webserver", "dagster-daemon", "uvicorn",
+    "orchestration.run_launcher.server",
 )  # fmt: skip
 
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # first of the ports of the Dagster code servers (one per code location, consecutive)
     dagster_code_server_port_override: int | None = Field(None, validation_alias="DAGSTER_CODE_SERVER_PORT")
     data_dir: Path = Field(REPO_ROOT / ".data", validation_alias="AETL_DATA_DIR")
+    # how Dagster starts run workers: "warm" forks them from a pre-imported process, "default" is
+    # Dagster's DefaultRunLauncher (the code server spawns a fresh Python per run)
+    run_launcher: Literal["warm", "default"] = Field("warm", validation_alias="AETL_RUN_LAUNCHER")
 
     # storage
     pg_server_url: str = Field(

@@ -1,0 +1,238 @@
+"""WarmForkRunLauncher: Dagster run workers forked from a warm, pre-imported process.
+
+Dagster's DefaultRunLauncher asks the code server to start each run in a freshly spawned Python,
+which imports Dagster and the code location again (~3-5 s on 2 cores). This launcher instead asks
+the run-worker server (orchestration/run_launcher/server.py, started by the stack supervisor) to
+fork a child that has Dagster and the heavy libraries already imported; the child loads the code
+location itself (so a reloaded location is never stale) and runs `dagster api execute_run`'s body.
+
+Dagster's semantics are kept:
+- run storage and events: the child is an ordinary run worker on the same instance;
+- terminate: RUN_CANCELING is reported, then SIGTERM goes to the worker, whose Dagster interrupt
+  handling ends the run CANCELED (the same path Docker/K8s launchers use);
+- run monitoring: `check_run_worker_health` looks the worker up by pid + start time (tag
+  `aetl/run_worker`), so a worker that died (OOM, kill -9) makes the monitor fail the run;
+- when the server is unreachable, or a location runs on another Python, the run goes through the
+  code server's gRPC exactly as DefaultRunLauncher does (`fallback_to_grpc`).
+The launcher lives in dagster-daemon (launch, monitor) and dagster-webserver (terminate); both
+find the worker through the run's tags, so no state is kept in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any, Self
+
+from dagster import _check as check
+from dagster._config.config_schema import UserConfigSchema
+from dagster._core.launcher import (
+    CheckRunHealthResult,
+    DefaultRunLauncher,
+    LaunchRunContext,
+    RunLauncher,
+    WorkerStatus,
+)
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
+
+from orchestration.run_launcher.proc import process_alive
+
+RUN_WORKER_TAG = "aetl/run_worker"
+# a run tagged `aetl/run_launcher: default` goes through the code server like DefaultRunLauncher
+# (A/B latency comparison on one stack: benchmarks/run_latency.py)
+RUN_LAUNCHER_TAG = "aetl/run_launcher"
+
+
+class RunWorkerServerError(Exception):
+    pass
+
+
+def request_server(socket_path: str, request: Mapping[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """One JSON request/answer with the run-worker server."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        try:
+            conn.connect(socket_path)
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as error:
+            raise RunWorkerServerError(f"run-worker server at {socket_path}: {error}") from error
+    if not data:
+        raise RunWorkerServerError(f"run-worker server at {socket_path} closed the connection")
+    reply: dict[str, Any] = json.loads(data)
+    if "error" in reply:
+        raise RunWorkerServerError(str(reply["error"]))
+    return reply
+
+
+class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
+    def __init__(
+        self,
+        socket_path: str,
+        fallback_to_grpc: bool = True,
+        inst_data: ConfigurableClassData | None = None,
+    ) -> None:
+        self.socket_path = socket_path
+        self.fallback_to_grpc = fallback_to_grpc
+        self._inst_data = inst_data
+        self._grpc_launcher = DefaultRunLauncher()
+        self._server_executable: str | None = None
+        super().__init__()
+
+    # -- configuration (dagster.yaml) ----------------------------------------------------------
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> UserConfigSchema:
+        from dagster import Field, StringSource
+
+        return {
+            "socket_path": Field(StringSource, description="Unix socket of the run-worker server."),
+            "fallback_to_grpc": Field(
+                bool,
+                default_value=True,
+                description="Launch through the code server (as DefaultRunLauncher) if unreachable.",
+            ),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> Self:
+        return cls(inst_data=inst_data, **config_value)
+
+    def register_instance(self, instance: Any) -> None:
+        super().register_instance(instance)
+        self._grpc_launcher.register_instance(instance)
+
+    # -- launch ---------------------------------------------------------------------------------
+
+    def _server_python(self) -> str:
+        if self._server_executable is None:
+            self._server_executable = str(request_server(self.socket_path, {"op": "ping"})["executable"])
+        return self._server_executable
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        origin = check.not_none(run.job_code_origin, "run has no code origin")
+        if run.tags.get(RUN_LAUNCHER_TAG) == "default":
+            self._grpc_launcher.launch_run(context)
+            return
+        started = time.monotonic()
+        try:
+            if origin.executable_path and os.path.abspath(origin.executable_path) != os.path.abspath(
+                self._server_python()
+            ):
+                raise RunWorkerServerError(
+                    f"location runs on {origin.executable_path}, the server on {self._server_python()}"
+                )
+            args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref())
+            reply = request_server(self.socket_path, {"op": "run", "execute_run_args": serialize_value(args)})
+        except RunWorkerServerError as error:
+            self._server_executable = None
+            if not self.fallback_to_grpc:
+                raise
+            self._instance.report_engine_event(
+                f"Warm run-worker server not used ({error}); launching through the code server.",
+                run,
+                cls=self.__class__,
+            )
+            self._grpc_launcher.launch_run(context)
+            return
+        worker = {"host": socket.gethostname(), "pid": reply["pid"], "start_ticks": reply["start_ticks"]}
+        self._instance.add_run_tags(run.run_id, {RUN_WORKER_TAG: json.dumps(worker)})
+        self._instance.report_engine_event(
+            f"Run worker forked from the warm server (pid {reply['pid']}, "
+            f"{(time.monotonic() - started) * 1000:.0f} ms).",
+            run,
+            cls=self.__class__,
+        )
+
+    # -- find the worker of a run -------------------------------------------------------------
+
+    @staticmethod
+    def worker_of(run: DagsterRun) -> dict[str, Any] | None:
+        raw = run.tags.get(RUN_WORKER_TAG)
+        return json.loads(raw) if raw else None
+
+    def _worker_here(self, worker: Mapping[str, Any]) -> bool:
+        return worker.get("host") == socket.gethostname()
+
+    # -- terminate ------------------------------------------------------------------------------
+
+    def terminate(self, run_id: str) -> bool:
+        check.str_param(run_id, "run_id")
+        run = self._instance.get_run_by_id(run_id)
+        if not run or run.is_finished:
+            return False
+        worker = self.worker_of(run)
+        if worker is None:  # launched through the gRPC fallback: the code server owns the worker
+            return self._grpc_launcher.terminate(run_id)
+        self._instance.report_run_canceling(run)
+        pid = int(worker["pid"])
+        if not self._worker_here(worker) or not process_alive(pid, worker.get("start_ticks")):
+            self._instance.report_engine_event(
+                f"Run worker {pid} on {worker.get('host')} is not running here; nothing to terminate.",
+                run,
+                cls=self.__class__,
+            )
+            return False
+        # Dagster's own interrupt handling in the worker turns SIGTERM into a CANCELED run
+        os.kill(pid, signal.SIGTERM)
+        return True
+
+    # -- run monitoring -------------------------------------------------------------------------
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        worker = self.worker_of(run)
+        if worker is None:
+            # launched through the gRPC fallback: like DefaultRunLauncher, nothing to check
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "worker owned by the code server; not checked")
+        pid = int(worker["pid"])
+        if not self._worker_here(worker):
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"run worker is on host {worker.get('host')}")
+        if process_alive(pid, worker.get("start_ticks")):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED, f"run worker process {pid} is gone", run_worker_id=str(pid)
+        )
+
+    def get_run_worker_debug_info(
+        self, run: DagsterRun, include_container_logs: bool | None = True
+    ) -> str | None:
+        worker = self.worker_of(run)
+        if worker is None:
+            return None
+        try:
+            ended = request_server(self.socket_path, {"op": "exit_status", "pid": int(worker["pid"])})["exit"]
+        except RunWorkerServerError as error:
+            return f"run worker {worker['pid']}: exit status unknown ({error})"
+        return f"run worker {worker['pid']}: {ended or 'exit status unknown'}"
+
+    def dispose(self) -> None:
+        self._grpc_launcher.dispose()
+
+
+__all__ = [
+    "RUN_LAUNCHER_TAG",
+    "RUN_WORKER_TAG",
+    "RunWorkerServerError",
+    "WarmForkRunLauncher",
+    "request_server",
+]

@@ -1,0 +1,131 @@
+"""The warm fork run launcher on the session stack: runs, terminate, a killed worker, stale-code guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+from api.core.config import REPO_ROOT
+from api.dagster_client import DagsterClient, Run, RunStatus
+from orchestration.dagster_home import DAGSTER_YAML_TEMPLATE, render_dagster_yaml, run_worker_socket
+from orchestration.run_launcher import RUN_LAUNCHER_TAG, RUN_WORKER_TAG, request_server
+from orchestration.run_launcher.proc import process_alive
+from orchestration.stack import Stack
+
+pytestmark = pytest.mark.timeout(600)  # the first test also waits for the session stack
+MONITOR_POLL_SECONDS = 5  # dagster.yaml run_monitoring.poll_interval_seconds
+
+
+def sleep_config(seconds: float) -> dict[str, object]:
+    return {"ops": {"sleep_op": {"config": {"seconds": seconds}}}}
+
+
+@pytest.fixture(scope="module")
+def dagster(stack: Stack) -> Iterator[DagsterClient]:
+    assert stack.settings.run_launcher == "warm", "the session stack must run the warm launcher"
+    stack.wait_for_run_workers()  # started after the rest; until then runs take the code-server path
+    client = DagsterClient(stack.settings.dagster_url, timeout=30)
+    yield client
+    client.close()
+
+
+def wait_for(client: DagsterClient, run_id: str, statuses: set[RunStatus], timeout: float) -> Run:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.get_run(run_id)
+        if run.status in statuses:
+            return run
+        assert not run.status.finished, f"run ended {run.status}, expected {statuses}"
+        assert time.monotonic() < deadline, f"run still {run.status} after {timeout}s"
+        time.sleep(0.1)
+
+
+def worker_pid(run: Run) -> int:
+    return int(json.loads(run.tags[RUN_WORKER_TAG])["pid"])
+
+
+def test_run_is_forked_from_the_warm_server_and_its_events_are_stored(
+    stack: Stack, dagster: DagsterClient
+) -> None:
+    server_pid = request_server(str(run_worker_socket(stack.settings.dagster_home)), {"op": "ping"})["pid"]
+    submitted = time.monotonic()
+    run_id = dagster.launch_run("sleep_job", run_config=sleep_config(0))
+    run = wait_for(dagster, run_id, {RunStatus.SUCCESS}, timeout=60)
+    print(f"warm sleep_job submit->SUCCESS {time.monotonic() - submitted:.2f}s")
+    pid = worker_pid(run)
+    messages = [e.message for e in dagster.get_run_logs(run_id).events]
+    assert any(f"Run worker forked from the warm server (pid {pid}," in m for m in messages)
+    assert f"Started process for run (pid: {pid})." in messages  # the worker itself, as `execute_run`
+    kinds = [e.dagster_event_type for e in dagster.get_run_logs(run_id).events]
+    assert kinds.index("RUN_START") < kinds.index("STEP_SUCCESS") < kinds.index("RUN_SUCCESS")
+    assert pid != server_pid
+    deadline = time.monotonic() + 10
+    while process_alive(pid, None) and time.monotonic() < deadline:  # the worker exits after the run
+        time.sleep(0.1)
+    assert not process_alive(pid, None)
+
+
+def test_default_tag_launches_through_the_code_server(dagster: DagsterClient) -> None:
+    run_id = dagster.launch_run("sleep_job", run_config=sleep_config(0), tags={RUN_LAUNCHER_TAG: "default"})
+    run = wait_for(dagster, run_id, {RunStatus.SUCCESS}, timeout=90)
+    assert RUN_WORKER_TAG not in run.tags
+    assert not any("WarmForkRunLauncher" in e.message for e in dagster.get_run_logs(run_id).events)
+
+
+def test_terminate_stops_the_forked_worker_and_cancels_the_run(dagster: DagsterClient) -> None:
+    run_id = dagster.launch_run("sleep_job", run_config=sleep_config(120))
+    run = wait_for(dagster, run_id, {RunStatus.STARTED}, timeout=60)
+    pid = worker_pid(run)
+    assert process_alive(pid, None)
+    dagster.terminate_run(run_id)
+    run = wait_for(dagster, run_id, {RunStatus.CANCELED}, timeout=30)
+    assert run.ended_at is not None
+    deadline = time.monotonic() + 15
+    while process_alive(pid, None) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_alive(pid, None)
+
+
+def test_killed_worker_is_failed_by_run_monitoring(dagster: DagsterClient) -> None:
+    run_id = dagster.launch_run("sleep_job", run_config=sleep_config(120))
+    run = wait_for(dagster, run_id, {RunStatus.STARTED}, timeout=60)
+    os.kill(worker_pid(run), signal.SIGKILL)  # an OOM kill: no chance to report anything
+    killed = time.monotonic()
+    run = wait_for(dagster, run_id, {RunStatus.FAILURE}, timeout=MONITOR_POLL_SECONDS + 25)
+    print(f"killed worker -> FAILURE in {time.monotonic() - killed:.1f}s")
+    messages = " ".join(e.message for e in dagster.get_run_logs(run_id).events)
+    assert "Detected run worker status FAILED" in messages and "killed by SIGKILL" in messages
+
+
+def test_preload_refuses_code_location_modules() -> None:
+    # a warm parent that imported a location would fork stale code after a reload (fresh interpreter:
+    # this test process may have imported the module already)
+    code = (
+        "from orchestration.run_launcher.server import preload; preload(('orchestration.defs.maintenance',), "
+    )
+    code += f"__import__('pathlib').Path({str(REPO_ROOT)!r}))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "'orchestration.defs.maintenance'" in result.stderr and "stale code" in result.stderr
+
+
+def test_dagster_yaml_renders_either_launcher(tmp_path: Path) -> None:
+    warm = yaml.safe_load(render_dagster_yaml(DAGSTER_YAML_TEMPLATE.read_text(), tmp_path))
+    assert warm["run_launcher"]["class"] == "WarmForkRunLauncher"
+    assert warm["run_launcher"]["config"]["socket_path"] == str(run_worker_socket(tmp_path))
+    default = yaml.safe_load(render_dagster_yaml(DAGSTER_YAML_TEMPLATE.read_text(), tmp_path, "default"))
+    assert default["run_launcher"] == {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
+    assert {k: v for k, v in default.items() if k != "run_launcher"} == {
+        k: v for k, v in warm.items() if k != "run_launcher"
+    }
+    with pytest.raises(ValueError):
+        render_dagster_yaml(DAGSTER_YAML_TEMPLATE.read_text(), tmp_path, "kubernetes")

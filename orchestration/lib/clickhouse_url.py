@@ -21,6 +21,9 @@ def dbt_env_for_clickhouse(url: str) -> dict[str, str]:
         "CLICKHOUSE_HOST": parts.hostname or "127.0.0.1",
         "CLICKHOUSE_HTTP_PORT": str(parts.port or (8443 if secure else 8123)),
         "CLICKHOUSE_SECURE": "true" if secure else "false",
+        # dbt's file log at debug level holds every statement, and dbt-clickhouse writes the
+        # password into dictionary sources: keep statements out of dbt.log
+        "DBT_LOG_LEVEL_FILE": "info",
     }
     if parts.username:
         env["CLICKHOUSE_USER"] = unquote(parts.username)

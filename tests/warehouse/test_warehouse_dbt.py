@@ -53,6 +53,9 @@ def test_dbt_build_passes(warehouse_url: str, client: Client, tmp_path: Path) ->
         assert per_status == 10
         definition = client.command(f"SHOW CREATE DICTIONARY {schema}.order_status_lookup")
         assert warehouse_auth()[1] not in str(definition)  # the password is not stored with it
+        # nor written by dbt into its own debug log (it logs every statement it sends)
+        debug_log = (tmp_path / "logs" / "dbt.log").read_text(errors="replace")
+        assert "order_status_lookup" in debug_log and warehouse_auth()[1] not in debug_log
     finally:
         client.command(f"DROP DATABASE IF EXISTS {schema}")
 

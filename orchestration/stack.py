@@ -46,12 +46,12 @@ def log(message: str) -> None:
         print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def child_env(settings: Settings, *, for_supervisor: bool = False) -> dict[str, str]:
+def child_env(settings: Settings) -> dict[str, str]:
     """The environment every process gets, so they all agree on URLs, ports and folders.
 
-    `for_supervisor`: the environment to start another `python -m orchestration.stack run` with;
-    it must not carry the embedded warehouse's URL, or that supervisor would take it for a real
-    ClickHouse at a URL and not start the embedded one.
+    The embedded warehouse's URL is never exported as CLICKHOUSE_URL: every process derives it
+    from CLICKHOUSE_HTTP_PORT, and a set CLICKHOUSE_URL means "a real ClickHouse" everywhere (another
+    supervisor would not start the embedded one; clients would not send the platform's password).
     """
     env = dict(os.environ)
     env.update(
@@ -61,7 +61,6 @@ def child_env(settings: Settings, *, for_supervisor: bool = False) -> dict[str, 
             "API_PORT": str(settings.api_port),
             "DAGSTER_PORT": str(settings.dagster_port),
             "CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
-            "CLICKHOUSE_URL": settings.clickhouse_url,
             "CLICKHOUSE_USER": settings.clickhouse_user,
             "AETL_WAREHOUSE_FILE_ROOTS": settings.warehouse_file_roots,
             "AETL_WAREHOUSE_MAX_SESSIONS": str(settings.warehouse_max_sessions),
@@ -80,8 +79,10 @@ def child_env(settings: Settings, *, for_supervisor: bool = False) -> dict[str, 
     )
     if settings.clickhouse_password_override is not None:
         env["CLICKHOUSE_PASSWORD"] = settings.clickhouse_password_override.get_secret_value()
-    if for_supervisor and settings.embedded_warehouse:
-        del env["CLICKHOUSE_URL"]
+    if settings.embedded_warehouse:
+        env.pop("CLICKHOUSE_URL", None)
+    else:
+        env["CLICKHOUSE_URL"] = settings.clickhouse_url
     return env
 
 

@@ -57,7 +57,7 @@ def healthy(api_url: str) -> bool:
 
 def start_supervisor(settings: Settings, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
     """`python -m orchestration.stack run`, exactly what `make run` executes."""
-    env = child_env(settings, for_supervisor=True)
+    env = child_env(settings)
     return subprocess.Popen(
         [sys.executable, "-m", "orchestration.stack", "run"],
         cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
@@ -138,7 +138,7 @@ def test_killing_the_parent_of_run_stops_everything_even_in_start_up(second_stac
     settings = second_stack_settings
     log_path = settings.data_dir.parent / "stack.log"
     with log_path.open("wb") as log_file:
-        env = child_env(settings, for_supervisor=True)
+        env = child_env(settings)
         parent = subprocess.Popen(
             ["bash", "-c", f"{sys.executable} -m orchestration.stack run & wait"],
             cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,

@@ -82,7 +82,7 @@ def main() -> int:
                     started = time.monotonic()
                     stack = subprocess.Popen(
                         [sys.executable, "-m", "orchestration.stack", "run"], cwd=REPO_ROOT,
-                        env=child_env(settings, for_supervisor=True), stdout=log, stderr=subprocess.STDOUT,
+                        env=child_env(settings), stdout=log, stderr=subprocess.STDOUT,
                     )  # fmt: skip
                     try:
                         while not healthy(api_url):

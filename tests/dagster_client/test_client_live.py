@@ -130,7 +130,7 @@ def test_reload_location(dagster: DagsterClient, location: str) -> None:
 
 def test_code_locations_are_loaded(dagster: DagsterClient) -> None:
     locations = {loc.name: loc for loc in dagster.code_locations()}
-    assert set(locations) == {"aetl", "aetl_datamarts"}
+    assert set(locations) == {"aetl", "aetl_datamarts", "aetl_pipelines"}
     assert all(loc.load_status == "LOADED" and not loc.load_failed for loc in locations.values())
 
 
@@ -145,7 +145,8 @@ def test_datamarts_job_builds_the_dbt_models_in_its_own_location(dagster: Dagste
     run = wait_for_status(dagster, run_id, {RunStatus.SUCCESS}, timeout=150)
     print(f"datamarts_job submit->SUCCESS {time.monotonic() - submitted:.1f}s")
     assert run.tags["dagster/code_location"] == "aetl_datamarts"
-    assert run.stats is not None and run.stats.materializations == 3
+    # demo_orders (seed), stg_demo__orders, orders_daily, order_status_lookup (dictionary)
+    assert run.stats is not None and run.stats.materializations == 4
     [latest] = dagster.asset_materializations("orders_daily", limit=1)
     assert latest.run_id == run_id
 

@@ -112,8 +112,7 @@ def poll(follow: Follow, pipeline_id: str | None) -> list[dict[str, Any]]:
     carries the exact point after itself: a reconnect with it repeats nothing and skips nothing.
     """
     client = service.dagster()
-    tags = {TAG_PIPELINE: pipeline_id} if pipeline_id else None
-    recent = [r for r in client.list_runs(tags=tags, limit=RECENT_RUNS).items if TAG_PIPELINE in r.tags]
+    recent = [r for r in service.recent_runs(pipeline_id, RECENT_RUNS) if TAG_PIPELINE in r.tags]
     messages: list[dict[str, Any]] = []
     for run in sorted(recent, key=lambda r: r.created_at):
         seen = follow.runs.get(run.run_id)

@@ -428,6 +428,7 @@ def terminate_run(pipeline_id: PipelineId, run_id: str, _: CanExecute, session: 
     if run.tags.get(TAG_PIPELINE) != pipeline_id:
         raise NotFound("Run not found", details={"pipeline_id": pipeline_id, "run_id": run_id})
     client.terminate_run(run_id)
+    service.runs_changed(pipeline_id)
     return ok(run_public(client.get_run_with_metadata(run_id), pipeline_id), "Termination requested")
 
 

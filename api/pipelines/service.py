@@ -28,6 +28,7 @@ from api.dagster_client import DagsterClient, DagsterClientError, DagsterUnavail
 from api.db.models import User
 from api.db.session import new_session
 from api.pipelines.models import Pipeline, PipelineVersion
+from api.pipelines.run_cache import RunCache
 from api.pipelines.schemas import (
     PipelineCreate,
     PipelineUpdate,
@@ -637,6 +638,7 @@ def launch_run(
         details={"run_id": run_id, "version": version.number, "via": via},
     )  # fmt: skip
     session.commit()
+    runs_changed(pipeline.id)
     return client.get_run(run_id), version
 
 
@@ -654,15 +656,45 @@ def dagster_statuses(status: str | None) -> list[RunStatus] | None:
     return found
 
 
+@lru_cache(maxsize=1)
+def run_cache() -> RunCache:
+    """The API process's shared, short-lived cache of Dagster's run answers (api/pipelines/run_cache.py)."""
+    return RunCache(get_settings().run_cache_seconds)
+
+
+def runs_changed(pipeline_id: str) -> None:
+    """The API changed this pipeline's runs or definitions: its next reads ask Dagster again."""
+    run_cache().invalidate(pipeline_id)
+    run_cache().invalidate("*")  # the all-pipelines live feed
+
+
 def list_runs(pipeline_id: str, *, limit: int, offset: int, status: str | None) -> tuple[list[Run], int]:
-    page = dagster().list_runs_with_metadata(
-        tags={TAG_PIPELINE: pipeline_id}, statuses=dagster_statuses(status), limit=limit, offset=offset
-    )
-    return page.items, int(page.total or 0)
+    statuses = dagster_statuses(status)
+
+    def load() -> tuple[list[Run], int]:
+        page = dagster().list_runs_with_metadata(
+            tags={TAG_PIPELINE: pipeline_id}, statuses=statuses, limit=limit, offset=offset
+        )
+        return page.items, int(page.total or 0)
+
+    key = ("runs", pipeline_id, limit, offset, tuple(s.value for s in statuses or ()))
+    items, total = run_cache().get(key, load, tags=(pipeline_id,))
+    return list(items), total
 
 
 def latest_runs(pipeline_ids: Sequence[str]) -> dict[str, Run | None]:
-    return dagster().latest_runs(TAG_PIPELINE, pipeline_ids)
+    ids = tuple(dict.fromkeys(pipeline_ids))
+    found = run_cache().get(("latest", ids), lambda: dagster().latest_runs(TAG_PIPELINE, ids), tags=ids)
+    return dict(found)
+
+
+def recent_runs(pipeline_id: str | None, limit: int) -> list[Run]:
+    """The newest runs of one pipeline (or of all), for the live WebSocket feeds."""
+    tags = {TAG_PIPELINE: pipeline_id} if pipeline_id else None
+    key = ("recent", pipeline_id, limit)
+    found = run_cache().get(key, lambda: dagster().list_runs(tags=tags, limit=limit).items,
+                            tags=(pipeline_id or "*",))  # fmt: skip
+    return list(found)
 
 
 def run_figures(run: Run) -> tuple[int | None, dict[str, float | None]]:

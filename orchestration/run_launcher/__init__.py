@@ -47,6 +47,9 @@ RUN_WORKER_TAG = "aetl/run_worker"
 # a run tagged `aetl/run_launcher: default` goes through the code server like DefaultRunLauncher
 # (A/B latency comparison on one stack: benchmarks/run_latency.py)
 RUN_LAUNCHER_TAG = "aetl/run_launcher"
+VIA_GRPC = "grpc-fallback"  # the value of RUN_LAUNCHER_TAG on a run the fallback launched
+# how long terminate waits for a run the daemon is launching right now to get its worker tag
+LAUNCH_IN_FLIGHT_WAIT_S = 10.0
 
 
 class RunWorkerServerError(Exception):
@@ -149,6 +152,7 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
                 run,
                 cls=self.__class__,
             )
+            self._instance.add_run_tags(run.run_id, {RUN_LAUNCHER_TAG: VIA_GRPC})
             self._grpc_launcher.launch_run(context)
             return
         worker = {"host": socket.gethostname(), "pid": reply["pid"], "start_ticks": reply["start_ticks"]}
@@ -167,6 +171,10 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
         raw = run.tags.get(RUN_WORKER_TAG)
         return json.loads(raw) if raw else None
 
+    @staticmethod
+    def _launched_through_grpc(run: DagsterRun) -> bool:
+        return run.tags.get(RUN_LAUNCHER_TAG) in ("default", VIA_GRPC)
+
     def _worker_here(self, worker: Mapping[str, Any]) -> bool:
         return worker.get("host") == socket.gethostname()
 
@@ -178,6 +186,15 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
         if not run or run.is_finished:
             return False
         worker = self.worker_of(run)
+        # The daemon may have dequeued the run (STARTING) and still be inside launch_run: the
+        # worker's tag comes a moment later. Wait for it rather than answer "unable to terminate".
+        deadline = time.monotonic() + LAUNCH_IN_FLIGHT_WAIT_S
+        while worker is None and not self._launched_through_grpc(run) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            run = self._instance.get_run_by_id(run_id)
+            if not run or run.is_finished:
+                return False
+            worker = self.worker_of(run)
         if worker is None:  # launched through the gRPC fallback: the code server owns the worker
             return self._grpc_launcher.terminate(run_id)
         self._instance.report_run_canceling(run)

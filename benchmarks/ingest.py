@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -32,6 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+# the warehouse started here, its clients and the workers share one generated password
+os.environ.setdefault("CLICKHOUSE_PASSWORD", uuid.uuid4().hex)
 COLUMNS = (
     "id UInt64, order_date Date, customer_id UInt32, product String, region String, "
     "quantity UInt16, unit_price Float64, amount Float64"
@@ -79,7 +82,8 @@ def start_warehouse(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def warehouse_command(url: str, sql: str) -> str:
-    response = httpx.post(url, content=sql.encode(), timeout=600)
+    auth = ("default", os.environ["CLICKHOUSE_PASSWORD"])
+    response = httpx.post(url, content=sql.encode(), timeout=600, auth=auth)
     response.raise_for_status()
     return response.text
 
@@ -125,7 +129,9 @@ def native_copy(pg_url: str) -> float:
 
 def worker(args: argparse.Namespace) -> None:
     """One move_target in this process (the run worker's stand-in); prints JSON figures."""
-    os.environ["CLICKHOUSE_URL"] = args.warehouse
+    # the embedded warehouse of this benchmark, as a run worker sees its stack's (never CLICKHOUSE_URL,
+    # which means "a real ClickHouse" and gets no platform password)
+    os.environ["CLICKHOUSE_HTTP_PORT"] = str(urlsplit(args.warehouse).port)
     from orchestration.connectors.config import parse_connector_config
     from orchestration.movement import MoveContext, move_target
     from orchestration.specs.pipeline import PipelineDocument

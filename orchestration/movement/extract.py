@@ -13,9 +13,16 @@ Staging tables live in the `aetl_staging` database and are dropped after the loa
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import select
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -35,8 +42,10 @@ from orchestration.connectors.config import (
 from orchestration.connectors.types import arrow_to_clickhouse, nullable
 from orchestration.lib.sql import qualified_name, quote_identifier
 from orchestration.specs.pipeline import Source
+from orchestration.warehouse.credentials import PIPE_FOLDER, data_root
 
 STAGING_DATABASE = "aetl_staging"
+PIPE_OPEN_TIMEOUT_S = 60.0
 
 
 class ExtractError(RuntimeError):
@@ -137,7 +146,7 @@ def _stage(
         return _stage_file(client, source, config, staging, structure, rejects_path, warehouse_url)
     cursor_after = cursor() if cursor is not None and source.cursor_column else None
     if isinstance(config, PostgresConfig):
-        return _stage_postgres(client, source, config, staging, cursor_after)
+        return _stage_postgres(client, source, config, staging, cursor_after, warehouse_url)
     if isinstance(config, MySQLConfig):
         columns, batches = mysql.stream_batches(
             config, source.table, source.query, source.cursor_column, cursor_after
@@ -158,7 +167,7 @@ def _warehouse_body(source: Source, database: str | None) -> str:
 
 
 def _stage_postgres(
-    client: Any, source: Source, config: PostgresConfig, staging: str, cursor_after: Any
+    client: Any, source: Source, config: PostgresConfig, staging: str, cursor_after: Any, warehouse_url: str
 ) -> StagedSource:
     with postgres.connect(config) as conn:
         columns: list[ColumnInfo] = postgres.relation_columns(conn, config, source.table, source.query)
@@ -179,19 +188,103 @@ def _stage_postgres(
                 counted["bytes"] += len(block)
                 yield block
 
-        summary = client.raw_insert(
-            qualified_name(staging, STAGING_DATABASE),
-            [c.name for c in columns],
-            insert_block=blocks(),
-            fmt="TabSeparated",
-            settings={"input_format_parallel_parsing": 1},
-        )
+        if files.warehouse_is_local(warehouse_url):
+            # the warehouse parses while PostgreSQL copies: COPY → named pipe → file() (both cores busy)
+            structure = ", ".join(f"{quote_identifier(c.name)} {c.clickhouse_type}" for c in columns)
+            summary = pipe_into_staging(client, table, structure, "TabSeparated", blocks())
+            path = "postgres_copy_text_pipe"
+        else:
+            summary = client.raw_insert(
+                qualified_name(staging, STAGING_DATABASE),
+                [c.name for c in columns],
+                insert_block=blocks(),
+                fmt="TabSeparated",
+                settings={"input_format_parallel_parsing": 1},
+            )
+            path = "postgres_copy_text_tsv"
     rows = _written_rows(summary)
     if rows is None:
         rows = int(client.command(f"SELECT count() FROM {table}"))
-    return StagedSource(
-        f"SELECT * FROM {table}", "postgres_copy_text_tsv", rows, counted["bytes"], staging_table=staging
-    )
+    return StagedSource(f"SELECT * FROM {table}", path, rows, counted["bytes"], staging_table=staging)
+
+
+def pipe_folder() -> Path:
+    """Where the named pipes between a run worker and the local warehouse live (its file() may read here)."""
+    folder = data_root() / PIPE_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, blocks: Iterator[bytes]) -> Any:
+    """`INSERT INTO table SELECT * FROM file(<named pipe>)` while a thread writes `blocks` into the pipe.
+
+    The local warehouse parses the data as it arrives, so reading the source and parsing overlap;
+    nothing is spooled to disk. A failure on either side fails the whole insert: a source error
+    mid-stream raises here after the insert (the staging table, partial, is dropped by the caller);
+    a warehouse error stops the writer (its next write finds the pipe closed).
+    """
+    fifo = pipe_folder() / f"{uuid.uuid4().hex}.pipe"
+    os.mkfifo(fifo, 0o600)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            fd = _open_writer(fifo, stop)
+            if fd is None:
+                return
+            with os.fdopen(fd, "wb", buffering=0) as pipe:
+                for block in blocks:
+                    view = memoryview(block)
+                    while view:
+                        if stop.is_set():
+                            return
+                        try:
+                            view = view[os.write(pipe.fileno(), view) :]
+                        except BlockingIOError:
+                            select.select([], [pipe.fileno()], [], 0.05)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(error)
+
+    writer = threading.Thread(target=write, name="pipe-writer", daemon=True)
+    writer.start()
+    literal = str(fifo).replace("\\", "\\\\").replace("'", "\\'")
+    structure_literal = structure.replace("\\", "\\\\").replace("'", "\\'")
+    try:
+        summary = client.command(
+            f"INSERT INTO {table} SELECT * FROM file('{literal}', '{fmt}', '{structure_literal}') "
+            "SETTINGS input_format_parallel_parsing = 1"
+        )
+    except BaseException:
+        stop.set()
+        writer.join(10)
+        raise
+    finally:
+        stop.set()
+        writer.join(30)
+        with contextlib.suppress(OSError):
+            fifo.unlink()
+    if failure:
+        error = failure[0]
+        if isinstance(error, BrokenPipeError):
+            raise ExtractError("the warehouse stopped reading the stream before its end")
+        raise error
+    return summary
+
+
+def _open_writer(fifo: Path, stop: threading.Event) -> int | None:
+    """Open the pipe for writing once the warehouse has opened it for reading (None if told to stop)."""
+    deadline = time.monotonic() + PIPE_OPEN_TIMEOUT_S
+    while not stop.is_set():
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as error:
+            if error.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        if time.monotonic() > deadline:
+            raise ExtractError(f"the warehouse did not open the stream within {PIPE_OPEN_TIMEOUT_S:.0f} s")
+        time.sleep(0.005)
+    return None
 
 
 def _written_rows(summary: Any) -> int | None:

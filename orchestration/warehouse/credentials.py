@@ -17,6 +17,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD_FILE = Path("secrets") / "clickhouse_password"
+# under the data folder: named pipes through which run workers stream rows to the local warehouse
+PIPE_FOLDER = "pipes"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 

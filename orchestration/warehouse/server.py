@@ -27,6 +27,7 @@ from typing import Any
 from orchestration.warehouse import guard
 from orchestration.warehouse.auth import PlatformUser
 from orchestration.warehouse.credentials import (
+    PIPE_FOLDER,
     data_root,
     ensure_platform_password,
     is_loopback_host,
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     server.warehouse = warehouse
     server.policy = guard.Policy(
-        file_roots=guard.Policy.roots_from(os.environ.get("AETL_WAREHOUSE_FILE_ROOTS", ""), data_root()),
+        # the configured import roots, and the folder of the run workers' named pipes (PostgreSQL loads)
+        file_roots=guard.Policy.roots_from(os.environ.get("AETL_WAREHOUSE_FILE_ROOTS", ""), data_root())
+        + (Path(os.path.realpath(data_root() / PIPE_FOLDER)),),
         reject_root=Path(os.path.realpath(data_root() / "rejected")),
         user=server.platform_user.name,
         password=server.platform_user.password,

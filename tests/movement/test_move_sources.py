@@ -77,7 +77,7 @@ def test_postgres_daily_sales_equals_the_same_sql_on_postgres(
     staging_tables = "SELECT count() FROM system.tables WHERE database = 'aetl_staging'"
     staged_before = wh.command(staging_tables) if wh.command("EXISTS DATABASE aetl_staging") else 0
     result = run(doc, context, warehouse)
-    assert result.path == "postgres_copy_text_tsv" and result.rows_read == 2000
+    assert result.path == "postgres_copy_text_pipe" and result.rows_read == 2000
     expected = pg.execute(PG_DAILY_SALES)
     got = wh.query(
         f"SELECT day, total_amount, transactions FROM {target_db}.daily_sales ORDER BY day"
@@ -85,7 +85,7 @@ def test_postgres_daily_sales_equals_the_same_sql_on_postgres(
     assert [(d, Decimal(t), c) for d, t, c in got] == [(d, s, c) for d, s, c in expected]
     assert result.rows_written == len(expected) and result.extraction_time_ms > 0
     metadata = result.as_metadata()
-    assert metadata["movement_path"] == "postgres_copy_text_tsv" and metadata["rows_read"] == 2000
+    assert metadata["movement_path"] == "postgres_copy_text_pipe" and metadata["rows_read"] == 2000
     # again, the same load id: still one row per day
     run(doc, context, warehouse)
     assert wh.command(f"SELECT count() FROM {target_db}.daily_sales") == len(expected)

@@ -15,6 +15,17 @@ class BodyError(Exception):
     """The request body could not be read completely (truncated, bad encoding)."""
 
 
+def content_length(headers: Any) -> int | None:
+    """The request's Content-Length: None when absent; BodyError when it is not a plain byte count."""
+    raw = headers.get("Content-Length")
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    if not text.isdigit() or len(text) > 18:
+        raise BodyError(f"Invalid Content-Length header: {text[:40]!r}")
+    return int(text)
+
+
 def raw_body(rfile: io.BufferedIOBase, headers: Any) -> Iterator[bytes]:
     if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
         while True:
@@ -42,7 +53,7 @@ def raw_body(rfile: io.BufferedIOBase, headers: Any) -> Iterator[bytes]:
             if rfile.readline(3) not in (b"\r\n", b"\n"):
                 raise BodyError("Malformed chunk terminator in request body")
     else:
-        length = int(headers.get("Content-Length") or 0)
+        length = content_length(headers) or 0
         while length > 0:
             data = rfile.read(min(length, 1 << 20))
             if not data:

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from orchestration.warehouse import guard, sql
 from orchestration.warehouse.auth import authenticate, browser_refused
-from orchestration.warehouse.bodies import BodyError
+from orchestration.warehouse.bodies import BodyError, content_length
 from orchestration.warehouse.bodies import decoded as _decoded
 from orchestration.warehouse.bodies import native_decompressed as _native_decompressed
 from orchestration.warehouse.bodies import raw_body as _raw_body
@@ -216,9 +216,15 @@ class Handler(BaseHTTPRequestHandler):
             self._simple(200, b"Ok.\n")
             return
         params = dict(parse_qsl(url.query, keep_blank_values=True))
+        try:
+            length = content_length(self.headers)
+        except BodyError as exc:
+            # the body's end is unknown: answer and close, as ClickHouse does for a malformed request
+            self.close_connection = True
+            self._simple(400, f"{exc}\n".encode())
+            return
         has_body = self.command == "POST" and (
-            int(self.headers.get("Content-Length") or 0) > 0
-            or "chunked" in (self.headers.get("Transfer-Encoding") or "")
+            (length or 0) > 0 or "chunked" in (self.headers.get("Transfer-Encoding") or "")
         )
         if path == "/" and "query" not in params and not has_body:
             self._simple(200, b"Ok.\n")

@@ -94,11 +94,13 @@ def run_to_success(api: httpx.Client, caller: Caller, pipeline_id: str) -> dict[
     run_id = started.json()["run_id"]
 
     def finished() -> dict[str, Any] | None:
-        items = api.get(f"/pipelines/{pipeline_id}/runs", headers=caller.headers).json()["items"]
+        response = api.get(f"/pipelines/{pipeline_id}/runs", headers=caller.headers)
+        assert response.status_code == 200, response.text
+        items = response.json()["items"]
         mine = next((r for r in items if r["id"] == run_id), None)
         return mine if mine and mine["status"] in ("success", "failed", "cancelled") else None
 
-    run: dict[str, Any] = wait_for(finished, 300, what=f"run {run_id}")
+    run: dict[str, Any] = wait_for(finished, 300, interval=2, what=f"run {run_id}")
     assert run["status"] == "success", run
     return run
 
@@ -149,7 +151,8 @@ def test_spec_example_from_postgres_mariadb_parquet_and_xlsx(
         assert created.status_code == 201, created.text
         pipeline_id = created.json()["id"]
         try:
-            assert api.post(f"/pipelines/{pipeline_id}/deploy", headers=engineer.headers).status_code == 202
+            deployed = api.post(f"/pipelines/{pipeline_id}/deploy", headers=engineer.headers)
+            assert deployed.status_code == 200, deployed.text
             state = wait_deployed(api, engineer, pipeline_id)
             assert state["deploy_status"] == "deployed", state
 

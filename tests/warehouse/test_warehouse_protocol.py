@@ -19,7 +19,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, StreamFailureErr
 from clickhouse_connect.driver.external import ExternalData
 
 from orchestration.warehouse.client import get_client
-from tests.support import basic_auth_header, warehouse_auth
+from tests.support import WarehouseProcess, basic_auth_header, warehouse_auth
 
 
 def test_ping_and_root_answer_ok(http: httpx.Client) -> None:
@@ -605,3 +605,20 @@ def test_client_hang_up_cancels_read_only_query(warehouse_url: str, http: httpx.
     while http.post("/", content=running.encode()).text != "0\n":
         assert time.monotonic() < deadline, "the query kept running after its client hung up"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e3", "99999999999999999999999"])
+def test_malformed_content_length_is_a_400_and_the_server_carries_on(
+    warehouse_url: str, warehouse_process: WarehouseProcess, length: str
+) -> None:
+    url = httpx.URL(warehouse_url)
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        head = f"POST / HTTP/1.1\r\nHost: x\r\n{basic_auth_header()}\r\nContent-Length: {length}\r\n\r\n"
+        sock.sendall(head.encode() + b"SELECT 1")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"Invalid Content-Length" in answer
+    assert "Traceback" not in warehouse_process.log_tail()
+    assert httpx.post(warehouse_url, auth=warehouse_auth(), content=b"SELECT 3").text == "3\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field
 
@@ -22,6 +22,7 @@ from api.admin.schemas import (
     DevRoleProduction,
     DevRoleProductionUpdate,
     EntityKind,
+    PipelineRestored,
     ProjectPurged,
     ProjectRestored,
 )
@@ -150,7 +151,11 @@ def deletion_stats(_: CanViewMaintenance, session: SessionDep) -> object:
 
 @router.post("/cleanup-old-deletions", response_model=CleanupOldDeletionsResult)
 def cleanup_old_deletions(
-    body: CleanupOldDeletions, principal: CanRunMaintenance, session: SessionDep, ip: ClientIP
+    body: CleanupOldDeletions,
+    principal: CanRunMaintenance,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
 ) -> object:
     """Purges entities soft-deleted more than `older_than_days` ago; `dry_run` (default) only counts."""
     result = deletion.cleanup_old(
@@ -167,16 +172,28 @@ def cleanup_old_deletions(
             details={"older_than_days": body.older_than_days, "breakdown": result["breakdown"]},
         )
     session.commit()
+    _after_commit(session, background)
     return result
+
+
+def _after_commit(session: SessionDep, background: BackgroundTasks) -> None:
+    """Dagster work the deletion hooks queued (reloads, redeploys) runs once the change is committed."""
+    for task in deletion.pop_after_commit(session):
+        background.add_task(task)
 
 
 @router.post(
     "/projects/{project_id}/restore", response_model=ProjectRestored, responses={**NOT_FOUND, **CONFLICT}
 )
 def restore_project(
-    project_id: EntityId, principal: CanRunMaintenance, session: SessionDep, ip: ClientIP
+    project_id: EntityId,
+    principal: CanRunMaintenance,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
 ) -> object:
-    """Brings a soft-deleted project back with what was deleted with it."""
+    """Brings a soft-deleted project back with what was deleted with it; its pipelines that were
+    deployed are deployed again (reload of the `aetl_pipelines` code location, in the background)."""
     _, related = deletion.restore(session, "projects", project_id)
     log_activity(
         session,
@@ -188,6 +205,7 @@ def restore_project(
         details={"related": related},
     )
     session.commit()
+    _after_commit(session, background)
     return {
         "project_id": project_id,
         "restored": True,
@@ -198,10 +216,21 @@ def restore_project(
 
 @router.delete("/projects/{project_id}/permanent", response_model=ProjectPurged, responses=NOT_FOUND)
 def purge_project(
-    project_id: EntityId, principal: CanRunMaintenance, session: SessionDep, ip: ClientIP
+    project_id: EntityId,
+    principal: CanRunMaintenance,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
+    drop_tables: Annotated[
+        bool, Query(description="also drop the warehouse tables its pipelines loaded")
+    ] = False,
 ) -> object:
-    """Deletes the project and everything it owns for good (no restore afterwards)."""
-    cascade, size = deletion.purge(session, "projects", project_id)
+    """Deletes the project and everything it owns for good (no restore afterwards): its pipelines,
+    their versions and Dagster definitions (the location reloads), and with `drop_tables` the
+    platform-warehouse tables they loaded (`cascade_deleted.warehouse_tables`)."""
+    cascade, size = deletion.purge(
+        session, "projects", project_id, deletion.PurgeOptions(drop_tables=drop_tables)
+    )
     log_activity(
         session,
         principal.user.id,
@@ -209,15 +238,41 @@ def purge_project(
         "project",
         project_id,
         ip=ip,
-        details={"cascade": cascade},
+        details={"cascade": cascade, "drop_tables": drop_tables},
     )
     session.commit()
+    _after_commit(session, background)
     return {
         "project_id": project_id,
         "permanently_deleted": True,
         "cascade_deleted": cascade,
         "disk_space_freed_mb": deletion.mb(size),
         "disk_space_freed_bytes": size,
+    }
+
+
+@router.post(
+    "/pipelines/{pipeline_id}/restore", response_model=PipelineRestored, responses={**NOT_FOUND, **CONFLICT}
+)
+def restore_pipeline(
+    pipeline_id: EntityId,
+    principal: CanRunMaintenance,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
+) -> object:
+    """Brings a soft-deleted pipeline back with all its versions; if it was deployed it is deployed
+    again (`GET /pipelines/{id}/status` shows `deploying`, then `deployed`). 409 while its project is
+    deleted: restore the project instead."""
+    _, related = deletion.restore(session, "pipelines", pipeline_id)
+    log_activity(session, principal.user.id, "pipeline.restore", "pipeline", pipeline_id, ip=ip)
+    session.commit()
+    _after_commit(session, background)
+    return {
+        "pipeline_id": pipeline_id,
+        "restored": True,
+        "related_entities_restored": related | {"artifacts": 0, "runs": 0},
+        "restored_at": security.utcnow(),
     }
 
 

@@ -733,6 +733,17 @@ class DagsterClient:
             cursor = batch[-1]
         return ids
 
+    def existing_run_ids(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of these run ids Dagster's run storage still holds."""
+        if not run_ids:
+            return set()
+        result = self.execute(
+            queries.LIST_RUN_IDS, {"filter": {"runIds": list(run_ids)}, "limit": len(run_ids)}
+        )["runsOrError"]
+        if result["__typename"] != "Runs":
+            raise_for_result(result)
+        return {r["runId"] for r in result["results"]}
+
     def run_event_count(self, run_id: str) -> int:
         """How many events the run's event log holds (what deleting the run removes with it)."""
         count, cursor = 0, None

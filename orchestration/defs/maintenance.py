@@ -29,6 +29,8 @@ DEFAULT_CLEANUP_CRON = "0 2 * * *"
 
 class SleepConfig(Config):
     seconds: float = 1.0
+    # fail after sleeping: a failing run on demand (alert drills, failure handling tests)
+    fail: bool = False
 
 
 @op(description="Sleeps in one-second slices, logging each, so a terminate request stops it promptly.")
@@ -37,6 +39,8 @@ def sleep_op(context: OpExecutionContext, config: SleepConfig) -> float:
     while (left := deadline - time.monotonic()) > 0:
         context.log.info(f"sleeping, {left:.0f}s left")
         time.sleep(min(1.0, left))
+    if config.fail:
+        raise RuntimeError("sleep_op asked to fail (fail: true)")
     return config.seconds
 
 

@@ -208,7 +208,7 @@ def test_cleanup_schedule_setting_and_bad_input(client: httpx.Client, admin_toke
     put = client.put("/api/v1/admin/cleanup/schedule", headers=admin, json=body)
     assert put.status_code == 200, put.text
     assert put.json()["message"] == "Cleanup schedule updated successfully"
-    assert put.json()["data"]["next_run"].endswith("04:30:00Z")
+    assert put.json()["data"]["next_run"].endswith("T04:30:00.000Z")
     got = client.get("/api/v1/admin/cleanup/schedule", headers=admin).json()["data"]
     assert got["schedule"] == "30 4 * * *" and got["retention_periods"]["execution_logs_days"] == 14
     assert got["enabled"] is True and got["dagster"] is None  # this server's Dagster is down

@@ -555,11 +555,10 @@ def finish_deploys(pipeline_ids: Sequence[str]) -> None:
     """Redeploy of restored pipelines: one reload for all, each with the version it had deployed."""
     session = new_session()
     try:
-        versions = dict(
-            session.execute(
-                select(Pipeline.id, Pipeline.deployed_version_id).where(Pipeline.id.in_(list(pipeline_ids)))
-            ).tuples()
-        )
+        rows = session.execute(
+            select(Pipeline.id, Pipeline.deployed_version_id).where(Pipeline.id.in_(list(pipeline_ids)))
+        ).all()
+        versions = {pipeline_id: version_id for pipeline_id, version_id in rows}
     finally:
         session.close()
     _record_deploys(versions)

@@ -99,7 +99,8 @@ def test_soft_delete_restore_runs_again_and_permanent_deletion_removes_jobs_and_
     again = api.post(f"/admin/pipelines/{pipeline_id}/restore", headers=admin.headers)
     assert again.status_code == 404 and again.json()["status"] == "error"
     state = wait_deployed(api, engineer, pipeline_id)
-    assert state["deploy_status"] == "deployed" and state["deployed_version"] == 2, state
+    # what was deployed when it was deleted (v1) is what comes back; v2 stays the active version
+    assert state["deploy_status"] == "deployed" and state["deployed_version"] == 1, state
     assert job in _jobs(dagster)
     detail = api.get(f"/pipelines/{pipeline_id}", headers=engineer.headers).json()
     assert detail["latest_version"] == 2 and detail["description"] == "v2"

@@ -31,6 +31,29 @@ class SoftDeletable(Protocol):
 
 
 @dataclass(frozen=True)
+class PurgeOptions:
+    # also drop the warehouse tables the purged pipelines loaded (the admin asks for it)
+    drop_tables: bool = False
+
+
+def after_commit(session: Session, task: Callable[[], None]) -> None:
+    """Work a hook wants done once the transaction is committed (a Dagster reload, a redeploy): the
+    route hands these to its background tasks, so nothing outside the DB happens for a rolled-back change."""
+    session.info.setdefault("aetl_after_commit", []).append(task)
+
+
+def report_purged(session: Session, kind: str, count: int) -> None:
+    """A purge hook's count of something that is not a registered kind (warehouse tables, ...)."""
+    extra: dict[str, int] = session.info.setdefault("aetl_purge_extra", {})
+    extra[kind] = extra.get(kind, 0) + count
+
+
+def pop_after_commit(session: Session) -> list[Callable[[], None]]:
+    tasks: list[Callable[[], None]] = session.info.pop("aetl_after_commit", [])
+    return tasks
+
+
+@dataclass(frozen=True)
 class Dependent:
     """Entities of another kind owned by one entity (a project's pipelines): deleted, restored and
     purged with their owner. Each hook returns how many it touched."""
@@ -38,7 +61,7 @@ class Dependent:
     kind: str
     soft_delete: Callable[[Session, str, str, datetime], int]  # owner id, actor id, deleted_at
     restore: Callable[[Session, str, datetime], int]  # owner id, the owner's deleted_at
-    purge: Callable[[Session, str], int]  # owner id
+    purge: Callable[[Session, str, PurgeOptions], int]  # owner id
 
 
 @dataclass
@@ -50,7 +73,8 @@ class DeletableKind:
     check_restore: Callable[[Session, Any], None] | None = None
     # extra work after a restore / before a purge (redeploy, drop Dagster definitions, ...)
     after_restore: Callable[[Session, Any], None] | None = None
-    before_purge: Callable[[Session, Any], None] | None = None
+    # returns what else it removed (warehouse tables, ...) by kind
+    before_purge: Callable[[Session, Any, PurgeOptions], dict[str, int]] | None = None
     dependents: list[Dependent] = field(default_factory=list)
 
 
@@ -177,15 +201,23 @@ def restore(session: Session, kind_name: str, entity_id: str) -> tuple[Any, dict
     return row, related
 
 
-def _purge_row(session: Session, kind: DeletableKind, row: Any) -> dict[str, int]:
+def _purge_row(
+    session: Session, kind: DeletableKind, row: Any, options: PurgeOptions | None = None
+) -> dict[str, int]:
+    options = options or PurgeOptions()
+    cascade = {d.kind: d.purge(session, row.id, options) for d in kind.dependents}
     if kind.before_purge:
-        kind.before_purge(session, row)
-    cascade = {d.kind: d.purge(session, row.id) for d in kind.dependents}
+        for key, count in kind.before_purge(session, row, options).items():
+            cascade[key] = cascade.get(key, 0) + count
+    for key, count in session.info.pop("aetl_purge_extra", {}).items():
+        cascade[key] = cascade.get(key, 0) + count
     session.delete(row)
     return cascade
 
 
-def purge(session: Session, kind_name: str, entity_id: str) -> tuple[dict[str, int], int]:
+def purge(
+    session: Session, kind_name: str, entity_id: str, options: PurgeOptions | None = None
+) -> tuple[dict[str, int], int]:
     """Removes the entity and what it owns for good; deleted or live (the admin decides)."""
     kind = _kind(kind_name)
     row = session.get(kind.model, entity_id, with_for_update=True)
@@ -194,7 +226,7 @@ def purge(session: Session, kind_name: str, entity_id: str) -> tuple[dict[str, i
             f"{kind.entity_type.capitalize()} not found", details={f"{kind.entity_type}_id": entity_id[:64]}
         )
     size = _row_bytes(session, kind, [row.id])
-    return _purge_row(session, kind, row), size
+    return _purge_row(session, kind, row, options), size
 
 
 def cleanup_old(session: Session, *, older_than_days: int, kinds: list[str], dry_run: bool) -> dict[str, Any]:
@@ -238,3 +270,5 @@ def _project_kind() -> DeletableKind:
 
 
 register_kind(_project_kind())
+# the pipelines domain registers its kind and itself as a dependent of projects
+from api.pipelines import deletion as _pipelines_deletion  # noqa: E402, F401

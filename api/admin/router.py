@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from croniter import croniter  # type: ignore[import-untyped]
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
 from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from api.activity.service import log_activity
 from api.admin import cleanup, deletion
+from api.admin import schedule as cleanup_schedule
 from api.admin import service as admin_service
 from api.admin.schemas import (
     ENTITY_KINDS,
@@ -22,6 +24,7 @@ from api.admin.schemas import (
     DevRoleProduction,
     DevRoleProductionUpdate,
     EntityKind,
+    PipelineRestored,
     ProjectPurged,
     ProjectRestored,
 )
@@ -150,7 +153,11 @@ def deletion_stats(_: CanViewMaintenance, session: SessionDep) -> object:
 
 @router.post("/cleanup-old-deletions", response_model=CleanupOldDeletionsResult)
 def cleanup_old_deletions(
-    body: CleanupOldDeletions, principal: CanRunMaintenance, session: SessionDep, ip: ClientIP
+    body: CleanupOldDeletions,
+    principal: CanRunMaintenance,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
 ) -> object:
     """Purges entities soft-deleted more than `older_than_days` ago; `dry_run` (default) only counts."""
     result = deletion.cleanup_old(
@@ -167,16 +174,28 @@ def cleanup_old_deletions(
             details={"older_than_days": body.older_than_days, "breakdown": result["breakdown"]},
         )
     session.commit()
+    _after_commit(session, background)
     return result
+
+
+def _after_commit(session: SessionDep, background: BackgroundTasks) -> None:
+    """Dagster work the deletion hooks queued (reloads, redeploys) runs once the change is committed."""
+    for task in deletion.pop_after_commit(session):
+        background.add_task(task)
 
 
 @router.post(
     "/projects/{project_id}/restore", response_model=ProjectRestored, responses={**NOT_FOUND, **CONFLICT}
 )
 def restore_project(
-    project_id: EntityId, principal: CanRunMaintenance, session: SessionDep, ip: ClientIP
+    project_id: EntityId,
+    principal: CanRunMaintenance,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
 ) -> object:
-    """Brings a soft-deleted project back with what was deleted with it."""
+    """Brings a soft-deleted project back with what was deleted with it; its pipelines that were
+    deployed are deployed again (reload of the `aetl_pipelines` code location, in the background)."""
     _, related = deletion.restore(session, "projects", project_id)
     log_activity(
         session,
@@ -188,6 +207,7 @@ def restore_project(
         details={"related": related},
     )
     session.commit()
+    _after_commit(session, background)
     return {
         "project_id": project_id,
         "restored": True,
@@ -198,10 +218,21 @@ def restore_project(
 
 @router.delete("/projects/{project_id}/permanent", response_model=ProjectPurged, responses=NOT_FOUND)
 def purge_project(
-    project_id: EntityId, principal: CanRunMaintenance, session: SessionDep, ip: ClientIP
+    project_id: EntityId,
+    principal: CanRunMaintenance,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
+    drop_tables: Annotated[
+        bool, Query(description="also drop the warehouse tables its pipelines loaded")
+    ] = False,
 ) -> object:
-    """Deletes the project and everything it owns for good (no restore afterwards)."""
-    cascade, size = deletion.purge(session, "projects", project_id)
+    """Deletes the project and everything it owns for good (no restore afterwards): its pipelines,
+    their versions and Dagster definitions (the location reloads), and with `drop_tables` the
+    platform-warehouse tables they loaded (`cascade_deleted.warehouse_tables`)."""
+    cascade, size = deletion.purge(
+        session, "projects", project_id, deletion.PurgeOptions(drop_tables=drop_tables)
+    )
     log_activity(
         session,
         principal.user.id,
@@ -209,9 +240,10 @@ def purge_project(
         "project",
         project_id,
         ip=ip,
-        details={"cascade": cascade},
+        details={"cascade": cascade, "drop_tables": drop_tables},
     )
     session.commit()
+    _after_commit(session, background)
     return {
         "project_id": project_id,
         "permanently_deleted": True,
@@ -221,13 +253,69 @@ def purge_project(
     }
 
 
+@router.post(
+    "/pipelines/{pipeline_id}/restore", response_model=PipelineRestored, responses={**NOT_FOUND, **CONFLICT}
+)
+def restore_pipeline(
+    pipeline_id: EntityId,
+    principal: CanRunMaintenance,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
+) -> object:
+    """Brings a soft-deleted pipeline back with all its versions; if it was deployed it is deployed
+    again (`GET /pipelines/{id}/status` shows `deploying`, then `deployed`). 409 while its project is
+    deleted: restore the project instead."""
+    _, related = deletion.restore(session, "pipelines", pipeline_id)
+    log_activity(session, principal.user.id, "pipeline.restore", "pipeline", pipeline_id, ip=ip)
+    session.commit()
+    _after_commit(session, background)
+    return {
+        "pipeline_id": pipeline_id,
+        "restored": True,
+        "related_entities_restored": related | {"artifacts": 0, "runs": 0},
+        "restored_at": security.utcnow(),
+    }
+
+
 # --- system cleanup (aggregator: envelope) -----------------------------------------------------
 
-CleanupType = Literal["activity-logs", "expired-sessions"]
+CleanupType = Literal["activity-logs", "temp-files", "orphaned-data", "execution-logs", "expired-sessions"]
 
 
 class RetentionBody(RequestModel):
     retention_days: int = Field(90, ge=1, le=36500)
+
+
+class ExecutionRetentionBody(RequestModel):
+    retention_days: int = Field(30, ge=1, le=36500)
+
+
+class TempFilesBody(RequestModel):
+    retention_hours: int = Field(24, ge=1, le=24 * 3650)
+
+
+class RetentionPeriods(RequestModel):
+    activity_logs_days: int = Field(90, ge=1, le=36500)
+    execution_logs_days: int = Field(30, ge=1, le=36500)
+    temp_files_hours: int = Field(24, ge=1, le=24 * 3650)
+
+
+class CleanupScheduleUpdate(RequestModel):
+    enabled: bool
+    schedule: str = Field("0 2 * * *", min_length=9, max_length=100, description="5-field cron, UTC")
+    retention_periods: RetentionPeriods = Field(default_factory=RetentionPeriods)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError("not a 5-field cron expression")
+        return value
+
+
+def _envelope(result: dict[str, Any], message: str | None = None) -> dict[str, Any]:
+    return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}), message)
 
 
 @router.get("/cleanup/stats", response_model=Envelope[dict[str, Any]])
@@ -241,6 +329,33 @@ def cleanup_activity_logs(body: RetentionBody, principal: CanRunMaintenance, ses
     """Deletes activity-log entries older than `retention_days`."""
     result = cleanup.cleanup_activity_logs(session, principal.user, body.retention_days)
     return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
+
+
+@router.post("/cleanup/temp-files", response_model=Envelope[dict[str, Any]])
+def cleanup_temp_files(
+    principal: CanRunMaintenance, session: SessionDep, body: TempFilesBody | None = None
+) -> object:
+    """Deletes temporary files older than `retention_hours` (default 24): the embedded warehouse's
+    spill folder and python-step work folders that killed runs left behind."""
+    hours = (body or TempFilesBody()).retention_hours
+    return _envelope(cleanup.cleanup_temp_files(session, principal.user, hours))
+
+
+@router.post("/cleanup/orphaned-data", response_model=Envelope[dict[str, Any]])
+def cleanup_orphaned_data(principal: CanRunMaintenance, session: SessionDep) -> object:
+    """Drops warehouse tables loaded by pipelines that no longer exist (purged without their tables)
+    and wipes their Dagster asset records; drops staging tables untouched for a day; deletes
+    compute-log folders of runs Dagster no longer has. Tables a surviving pipeline loads stay."""
+    return _envelope(cleanup.cleanup_orphaned_data(session, principal.user))
+
+
+@router.post("/cleanup/execution-logs", response_model=Envelope[dict[str, Any]])
+def cleanup_execution_logs(
+    body: ExecutionRetentionBody, principal: CanRunMaintenance, session: SessionDep
+) -> object:
+    """Deletes finished Dagster runs created more than `retention_days` ago, with their event logs
+    (through Dagster's run storage) and compute logs."""
+    return _envelope(cleanup.cleanup_execution_logs(session, principal.user, body.retention_days))
 
 
 @router.post("/cleanup/expired-sessions", response_model=Envelope[dict[str, Any]])
@@ -259,7 +374,8 @@ def cleanup_database_vacuum(principal: CanRunMaintenance, session: SessionDep) -
 
 @router.post("/cleanup/all", response_model=Envelope[dict[str, Any]])
 def cleanup_all(body: RetentionBody, principal: CanRunMaintenance, session: SessionDep) -> object:
-    """Activity logs, expired sessions, then VACUUM ANALYZE, one after the other."""
+    """Every cleanup in turn (activity logs, temp files, orphaned data, execution logs, VACUUM ANALYZE,
+    expired sessions); a step that fails (Dagster down) is reported and the others still run."""
     result = cleanup.cleanup_all(session, principal.user, body.retention_days)
     return ok(jsonable_encoder(result, custom_encoder={datetime: iso_utc}))
 
@@ -270,9 +386,10 @@ def cleanup_estimate(
     _: CanViewMaintenance,
     session: SessionDep,
     retention_days: Annotated[int, Query(ge=1, le=36500)] = 90,
+    retention_hours: Annotated[int, Query(ge=1, le=24 * 3650)] = 24,
 ) -> object:
-    """What a cleanup would remove, counted without deleting."""
-    return ok(cleanup.estimate(session, cleanup_type, retention_days))
+    """What a cleanup would remove, counted without deleting (`retention_hours` is for temp-files)."""
+    return _envelope(cleanup.estimate(session, cleanup_type, retention_days, retention_hours))
 
 
 class CleanupHistoryPage(BaseModel):
@@ -301,3 +418,28 @@ def cleanup_history(
     )
     body = ok(jsonable_encoder(items, custom_encoder={datetime: iso_utc}))
     return body | {"total": total, "page": page, "limit": limit}
+
+
+@router.get("/cleanup/schedule", response_model=Envelope[dict[str, Any]])
+def get_cleanup_schedule(_: CanViewMaintenance, session: SessionDep) -> object:
+    """The cleanup schedule: the setting, its next and last run, and the Dagster schedule
+    (`system_cleanup_schedule` of the `aetl` location) as Dagster reports it (`dagster`: null when
+    Dagster does not answer)."""
+    return _envelope(cleanup_schedule.describe(session))
+
+
+@router.put("/cleanup/schedule", response_model=Envelope[dict[str, Any]])
+def put_cleanup_schedule(
+    body: CleanupScheduleUpdate,
+    principal: CanRunMaintenance,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
+) -> object:
+    """Saves the schedule; the `aetl` code location reloads (it reads the cron at load) and the Dagster
+    schedule is started or stopped, in the background (GET shows it under `dagster`)."""
+    value = body.model_dump(mode="json")
+    cleanup_schedule.update(session, principal.user, value, ip)
+    background.add_task(cleanup_schedule.apply_in_dagster, body.enabled)
+    data = {**value, "next_run": cleanup_schedule.next_run(body.schedule) if body.enabled else None}
+    return _envelope(data, "Cleanup schedule updated successfully")

@@ -85,6 +85,14 @@ class ProjectRestored(ResponseModel):
     restored_at: UTCDateTime
 
 
+class PipelineRestored(ResponseModel):
+    pipeline_id: str
+    restored: bool
+    # runs live in Dagster's run storage and are never soft-deleted: always 0
+    related_entities_restored: dict[str, int]
+    restored_at: UTCDateTime
+
+
 class ProjectPurged(ResponseModel):
     project_id: str
     permanently_deleted: bool

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, status
 
 from api.auth.service import Principal
 from api.connectors import service
@@ -17,8 +17,9 @@ from api.connectors.schemas import (
     TableSchemaPublic,
 )
 from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND, Responses
-from api.core.schemas import Envelope, ErrorResponse, MessageEnvelope, ok
+from api.core.schemas import Envelope, ErrorResponse, MessageEnvelope, iso_utc, ok
 from api.deps import ClientIP, SessionDep, require_permission
+from api.webhooks import service as webhooks_service
 
 router = APIRouter(prefix="/connectors", tags=["connectors"], responses=ERROR_RESPONSES)
 
@@ -62,11 +63,29 @@ def list_connectors(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ConnectorPublic, responses=CONFLICT)
 def create_connector(
-    body: ConnectorCreate, principal: CanCreate, session: SessionDep, ip: ClientIP
+    body: ConnectorCreate,
+    principal: CanCreate,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
 ) -> object:
     """Validated against the type's configuration model; credentials are encrypted at rest and
-    never returned (masked as `********`)."""
-    return _public(service.create_connector(session, body, principal.user, ip))
+    never returned (masked as `********`). Webhooks subscribed to `connector.created` get the
+    connector's id, name, type and creator (never its configuration)."""
+    row = service.create_connector(session, body, principal.user, ip)
+    background.add_task(
+        webhooks_service.publish_in_background,
+        "connector.created",
+        f"{row.id}:connector.created",
+        {
+            "connector_id": row.id,
+            "name": row.name,
+            "type": row.type,
+            "created_by": row.created_by,
+            "created_at": iso_utc(row.created_at),
+        },
+    )
+    return _public(row)
 
 
 @router.get("/{connector_id}", response_model=Envelope[ConnectorPublic], responses=NOT_FOUND)

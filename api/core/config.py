@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(5.0, gt=0, validation_alias="AETL_WEBHOOK_TIMEOUT_SECONDS")
     webhook_max_attempts: int = Field(4, ge=1, le=10, validation_alias="AETL_WEBHOOK_MAX_ATTEMPTS")
     webhook_backoff_seconds: float = Field(1.0, ge=0, validation_alias="AETL_WEBHOOK_BACKOFF_SECONDS")
+    # alert.triggered after this many failed runs in a row of one pipeline (orchestration/defs/webhooks.py)
+    alert_consecutive_failures: int = Field(
+        3, ge=1, le=100, validation_alias="AETL_ALERT_CONSECUTIVE_FAILURES"
+    )
 
     @property
     def instance_suffix(self) -> str:

@@ -710,6 +710,99 @@ class DagsterClient:
             )
         return items
 
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def old_run_ids(
+        self, created_before: float, statuses: Iterable[RunStatus | str], limit: int = 10_000
+    ) -> list[str]:
+        """Ids of runs created before the epoch second `created_before`, in the given statuses."""
+        runs_filter = build_runs_filter(statuses=statuses) | {"createdBefore": created_before}
+        ids: list[str] = []
+        cursor: str | None = None
+        while len(ids) < limit:
+            page = min(500, limit - len(ids))
+            result = self.execute(
+                queries.OLD_RUN_IDS, {"filter": runs_filter, "cursor": cursor, "limit": page}
+            )["runsOrError"]
+            if result["__typename"] != "Runs":
+                raise_for_result(result)
+            batch = [r["runId"] for r in result["results"]]
+            ids.extend(batch)
+            if len(batch) < page:
+                break
+            cursor = batch[-1]
+        return ids
+
+    def existing_run_ids(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of these run ids Dagster's run storage still holds."""
+        if not run_ids:
+            return set()
+        result = self.execute(
+            queries.LIST_RUN_IDS, {"filter": {"runIds": list(run_ids)}, "limit": len(run_ids)}
+        )["runsOrError"]
+        if result["__typename"] != "Runs":
+            raise_for_result(result)
+        return {r["runId"] for r in result["results"]}
+
+    def run_event_count(self, run_id: str) -> int:
+        """How many events the run's event log holds (what deleting the run removes with it)."""
+        count, cursor = 0, None
+        while True:
+            result = self.execute(
+                queries.RUN_EVENT_COUNT, {"runId": run_id, "afterCursor": cursor, "limit": 5000}
+            )["logsForRun"]
+            if result["__typename"] != "EventConnection":
+                raise_for_result(result, {"run_id": run_id})
+            count += len(result["events"])
+            if not result["hasMore"] or not result["events"]:
+                return count
+            cursor = result["cursor"]
+
+    def delete_run(self, run_id: str) -> None:
+        """Deletes the run and its event log from Dagster's run storage."""
+        result = self.execute(queries.DELETE_RUN, {"runId": run_id})["deleteRun"]
+        if result["__typename"] != "DeletePipelineRunSuccess":
+            raise_for_result(result, {"run_id": run_id})
+
+    def assets_with_prefix(self, prefix: Sequence[str]) -> list[dict[str, Any]]:
+        """Assets (defined or only recorded) under a key prefix: key path, whether a location defines
+        it, and the metadata text of its latest materialization."""
+        out: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            result = self.execute(
+                queries.ASSETS_BY_PREFIX, {"prefix": list(prefix), "cursor": cursor, "limit": 500}
+            )["assetsOrError"]
+            if result["__typename"] != "AssetConnection":
+                raise_for_result(result)
+            for node in result["nodes"]:
+                latest = (node.get("assetMaterializations") or [None])[0]
+                metadata = {
+                    e["label"]: e["text"]
+                    for e in (latest or {}).get("metadataEntries", [])
+                    if e["__typename"] == "TextMetadataEntry"
+                }
+                out.append(
+                    {
+                        "path": list(node["key"]["path"]),
+                        "defined": node.get("definition") is not None,
+                        "metadata": metadata,
+                        "materialized": latest is not None,
+                    }
+                )
+            if len(result["nodes"]) < 500 or not result.get("cursor"):
+                return out
+            cursor = result["cursor"]
+
+    def wipe_assets(self, keys: Sequence[AssetKeyLike]) -> None:
+        """Forgets the assets' materialization history (an asset no definition and no table keeps)."""
+        if not keys:
+            return
+        selectors = [{"assetKey": {"path": asset_key_path(k)}} for k in keys]
+        result = self.execute(queries.WIPE_ASSETS, {"selectors": selectors})["wipeAssets"]
+        if result["__typename"] != "AssetWipeSuccess":
+            raise_for_result(result)
+
     def daemon_health(self) -> DaemonHealth:
         statuses = self.execute(queries.DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemonStatuses"]
         return DaemonHealth(

@@ -362,7 +362,74 @@ VERSION = """
 query Version { version }
 """
 
+# -- maintenance: old runs, their events, the assets pipelines left behind -----------------------
+
+OLD_RUN_IDS = """
+query OldRunIds($filter: RunsFilter, $cursor: String, $limit: Int) {
+  runsOrError(filter: $filter, cursor: $cursor, limit: $limit) {
+    __typename
+    ... on Runs { results { runId creationTime } }
+    ... on Error { message }
+  }
+}
+"""
+
+RUN_EVENT_COUNT = """
+query RunEventCount($runId: ID!, $afterCursor: String, $limit: Int) {
+  logsForRun(runId: $runId, afterCursor: $afterCursor, limit: $limit) {
+    __typename
+    ... on EventConnection { cursor hasMore events { __typename } }
+    ... on Error { message }
+  }
+}
+"""
+
+DELETE_RUN = """
+mutation DeleteRun($runId: String!) {
+  deleteRun(runId: $runId) {
+    __typename
+    ... on DeletePipelineRunSuccess { runId }
+    ... on Error { message }
+  }
+}
+"""
+
+ASSETS_BY_PREFIX = """
+query AssetsByPrefix($prefix: [String!], $cursor: String, $limit: Int) {
+  assetsOrError(prefix: $prefix, cursor: $cursor, limit: $limit) {
+    __typename
+    ... on AssetConnection {
+      cursor
+      nodes {
+        key { path }
+        definition { id }
+        assetMaterializations(limit: 1) {
+          timestamp
+          metadataEntries { __typename label ... on TextMetadataEntry { text } }
+        }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+WIPE_ASSETS = """
+mutation WipeAssets($selectors: [PartitionsByAssetSelector!]!) {
+  wipeAssets(assetPartitionRanges: $selectors) {
+    __typename
+    ... on AssetWipeSuccess { assetPartitionRanges { assetKey { path } } }
+    ... on Error { message }
+  }
+}
+"""
+
 ALL_DOCUMENTS = {
+    "OLD_RUN_IDS": OLD_RUN_IDS,
+    "RUN_EVENT_COUNT": RUN_EVENT_COUNT,
+    "DELETE_RUN": DELETE_RUN,
+    "ASSETS_BY_PREFIX": ASSETS_BY_PREFIX,
+    "WIPE_ASSETS": WIPE_ASSETS,
     "LAUNCH_RUN": LAUNCH_RUN,
     "GET_RUN": GET_RUN,
     "LIST_RUNS": LIST_RUNS,

@@ -39,6 +39,7 @@ class Pipeline(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), onupdate=utcnow)
     deleted_at: Mapped[datetime | None]
+    deleted_by: Mapped[str | None] = mapped_column(String(40))
 
 
 class PipelineVersion(Base):

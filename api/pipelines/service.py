@@ -381,10 +381,10 @@ def update_pipeline(
 
 def delete_pipeline(session: Session, user: User, pipeline_id: str, ip: str | None) -> bool:
     """Soft delete; returns whether it was deployed (the location must reload to drop it)."""
+    from api.pipelines import deletion  # its rules are the admin registry's
+
     pipeline = get_pipeline(session, pipeline_id, for_update=True)
-    was_deployed = pipeline.deployed_version_id is not None
-    pipeline.deleted_at = utcnow()
-    pipeline.deploy_status = "undeployed" if was_deployed else pipeline.deploy_status
+    was_deployed = deletion.soft_delete(session, pipeline, user.id, utcnow())
     log_activity(session, user.id, "pipeline.delete", "pipeline", pipeline.id, ip=ip)
     session.commit()
     return was_deployed
@@ -549,6 +549,23 @@ def _wait_for_location() -> str | None:
 
 def finish_deploy(pipeline_id: str, version_id: str | None) -> None:
     """Background part of a deploy: reload, then see whether the pipeline's job is in the location."""
+    _record_deploys({pipeline_id: version_id})
+
+
+def finish_deploys(pipeline_ids: Sequence[str]) -> None:
+    """Redeploy of restored pipelines: one reload for all, each with the version it had deployed."""
+    session = new_session()
+    try:
+        rows = session.execute(
+            select(Pipeline.id, Pipeline.deployed_version_id).where(Pipeline.id.in_(list(pipeline_ids)))
+        ).all()
+        versions = {pipeline_id: version_id for pipeline_id, version_id in rows}
+    finally:
+        session.close()
+    _record_deploys(versions)
+
+
+def _record_deploys(versions: dict[str, str | None]) -> None:
     location_error = reload_pipelines_location()
     jobs: set[str] = set()
     if location_error is None:
@@ -558,25 +575,32 @@ def finish_deploy(pipeline_id: str, version_id: str | None) -> None:
             location_error = f"Dagster did not answer after the reload: {error.message}"
     session = new_session()
     try:
-        pipeline = session.scalar(select(Pipeline).where(Pipeline.id == pipeline_id).with_for_update())
-        if pipeline is None or pipeline.deployed_version_id != version_id or pipeline.deleted_at is not None:
-            return  # a newer deploy or a delete took over
-        if location_error is not None:
-            pipeline.deploy_status, pipeline.deploy_error = "failed", location_error
-        elif job_name(pipeline_id) in jobs:
-            pipeline.deploy_status, pipeline.deploy_error = "deployed", None
-            pipeline.deployed_at = utcnow()
-            if pipeline.status in ("draft", "failed"):
-                pipeline.status = "active"
-        elif pipeline.deploy_status != "failed":
-            # the code location records why it left a document out; without a record, say what we saw
-            pipeline.deploy_status = "failed"
-            pipeline.deploy_error = "the pipeline's job is not in the code location after the reload"
-        if pipeline.deploy_status == "failed":
-            pipeline.status = "failed"
+        for pipeline_id, version_id in versions.items():
+            _record_deploy(session, pipeline_id, version_id, location_error, jobs)
         session.commit()
     finally:
         session.close()
+
+
+def _record_deploy(
+    session: Session, pipeline_id: str, version_id: str | None, location_error: str | None, jobs: set[str]
+) -> None:
+    pipeline = session.scalar(select(Pipeline).where(Pipeline.id == pipeline_id).with_for_update())
+    if pipeline is None or pipeline.deployed_version_id != version_id or pipeline.deleted_at is not None:
+        return  # a newer deploy or a delete took over
+    if location_error is not None:
+        pipeline.deploy_status, pipeline.deploy_error = "failed", location_error
+    elif job_name(pipeline_id) in jobs:
+        pipeline.deploy_status, pipeline.deploy_error = "deployed", None
+        pipeline.deployed_at = utcnow()
+        if pipeline.status in ("draft", "failed"):
+            pipeline.status = "active"
+    elif pipeline.deploy_status != "failed":
+        # the code location records why it left a document out; without a record, say what we saw
+        pipeline.deploy_status = "failed"
+        pipeline.deploy_error = "the pipeline's job is not in the code location after the reload"
+    if pipeline.deploy_status == "failed":
+        pipeline.status = "failed"
 
 
 def undeploy_in_background() -> None:

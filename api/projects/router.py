@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response, status
 
+from api.admin import deletion
 from api.auth.service import Principal
 from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND
 from api.deps import ClientIP, SessionDep, require_permission
@@ -57,8 +58,15 @@ def update_project(
     "/{project_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, responses=NOT_FOUND
 )
 def delete_project(
-    project_id: ProjectId, principal: CanDelete, session: SessionDep, ip: ClientIP
+    project_id: ProjectId,
+    principal: CanDelete,
+    session: SessionDep,
+    ip: ClientIP,
+    background: BackgroundTasks,
 ) -> Response:
-    """Soft delete: an administrator can restore it (`/admin/projects/{id}/restore`) or purge it."""
+    """Soft delete with its pipelines (their Dagster definitions leave with a reload): an administrator
+    can restore it (`/admin/projects/{id}/restore`) or purge it."""
     service.delete_project(session, principal.user, project_id, ip)
+    for task in deletion.pop_after_commit(session):
+        background.add_task(task)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -229,9 +229,33 @@ def record(
     return delivery
 
 
+# a webhook gets an event only while its owner may see what the event is about
+EVENT_PERMISSION = {
+    "pipeline.started": ("pipelines", "view"),
+    "pipeline.completed": ("pipelines", "view"),
+    "pipeline.failed": ("pipelines", "view"),
+    "alert.triggered": ("pipelines", "view"),
+    "alert.resolved": ("pipelines", "view"),
+    "connector.created": ("connectors", "view"),
+}
+
+
 def subscribers(session: Session, event: str) -> list[Webhook]:
-    rows = session.scalars(select(Webhook).where(Webhook.is_active.is_(True)))
-    return [w for w in rows if event in (w.events or [])]
+    from api.core.permissions import role_can
+    from api.users.models import User
+
+    rows = session.execute(
+        select(Webhook, User.role)
+        .outerjoin(User, User.id == Webhook.owner_id)
+        .where(Webhook.is_active.is_(True))
+    ).all()
+    needed = EVENT_PERMISSION.get(event)
+    return [
+        webhook
+        for webhook, role in rows
+        if event in (webhook.events or [])
+        and (needed is None or (role is not None and role_can(role, *needed)))
+    ]
 
 
 def publish(session: Session, event: str, event_key: str, data: dict[str, Any]) -> list[WebhookDelivery]:

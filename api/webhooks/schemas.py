@@ -30,7 +30,17 @@ def _unique_events(value: list[str] | None) -> list[str] | None:
 class WebhookCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
     url: str = Field(min_length=8, max_length=2048)
-    events: list[Event] = Field(min_length=1, max_length=len(SUBSCRIBABLE_EVENTS) * 2)
+    events: list[Event] = Field(
+        min_length=1,
+        max_length=len(SUBSCRIBABLE_EVENTS) * 2,
+        description=(
+            "pipeline.started/completed/failed: every run of any code location (Dagster run-status "
+            "sensors). connector.created: after POST /connectors (no configuration in the payload). "
+            "alert.triggered: a pipeline's runs failed AETL_ALERT_CONSECUTIVE_FAILURES times in a row "
+            "(default 3; a job's, for runs without a pipeline); alert.resolved: its next successful run. "
+            "Both alert events carry the same alert_id."
+        ),
+    )
     is_active: bool = True
 
     _events = field_validator("events")(_unique_events)

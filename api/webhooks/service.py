@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -15,6 +16,8 @@ from api.core.permissions import ADMIN_ROLE
 from api.webhooks import delivery as webhook_delivery
 from api.webhooks.models import Webhook, WebhookDelivery
 from api.webhooks.schemas import WebhookCreate, WebhookUpdate
+
+logger = logging.getLogger("api.webhooks")
 
 
 def _checked_url(url: str) -> str:
@@ -133,3 +136,17 @@ def list_deliveries(
         query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id).offset(skip).limit(limit)
     )
     return list(rows), int(total or 0)
+
+
+def publish_in_background(event: str, event_key: str, data: dict[str, Any]) -> None:
+    """An API-side event (e.g. `connector.created`), delivered after the response with its own
+    session: retries with backoff must not hold the request."""
+    from api.db.session import new_session
+
+    session = new_session()
+    try:
+        webhook_delivery.publish(session, event, event_key, data)
+    except Exception:  # a failed delivery is logged on its row; nothing else may break here
+        logger.exception("publishing %s failed", event)
+    finally:
+        session.close()

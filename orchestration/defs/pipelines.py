@@ -8,7 +8,6 @@ takes the location down.
 """
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +29,7 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from orchestration.defs.common import shared_definitions
+from orchestration.defs.common import metadata_database_url, shared_definitions
 from orchestration.specs.pipeline_plan import (
     TAG_TRIGGER,
     TAG_TRIGGERED_BY,
@@ -56,16 +55,6 @@ UPDATE pipelines SET deploy_status = 'failed', status = 'failed', deploy_error =
 WHERE id = %(id)s AND deployed_version_id = %(version_id)s
   AND (deploy_status <> 'failed' OR deploy_error IS DISTINCT FROM %(error)s)
 """
-
-
-def metadata_database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        from api.core.config import get_settings  # the same defaults as the API when run outside the stack
-
-        url = get_settings().database_url
-    # psycopg takes plain libpq URLs; SQLAlchemy's driver suffix is not one
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def load_deployed(database_url: str) -> list[DeployedPipeline]:

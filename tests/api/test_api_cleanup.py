@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import tempfile
+import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
@@ -116,8 +121,103 @@ def test_expired_sessions_vacuum_and_stats(
     assert stats["records"]["users"] >= 2
     everything = client.post("/api/v1/admin/cleanup/all", headers=admin, json={"retention_days": 36500})
     assert everything.status_code == 200
-    assert [op["name"] for op in everything.json()["data"]["operations"]] == [
+    operations = everything.json()["data"]["operations"]
+    assert [op["name"] for op in operations] == [
         "activity_logs",
-        "expired_sessions",
+        "temp_files",
+        "orphaned_data",
+        "execution_logs",
         "database_vacuum",
+        "expired_sessions",
     ]
+    # this server's Dagster is down: its two steps fail, reported, and the others still ran
+    assert everything.json()["data"]["failed_operations"] == ["orphaned_data", "execution_logs"]
+    assert all(
+        op["status"] == "success"
+        for op in operations
+        if op["name"] not in ("orphaned_data", "execution_logs")
+    )
+    for route, body in (("orphaned-data", None), ("execution-logs", {"retention_days": 30})):
+        assert_error_shape(client.post(f"/api/v1/admin/cleanup/{route}", headers=admin, json=body), 503)
+
+
+def test_temp_files_cleanup_removes_exactly_the_old_files(
+    client: httpx.Client, admin_token: str, api_server: ApiServer
+) -> None:
+    from api.core.config import get_settings
+
+    admin = bearer(admin_token)
+    # the server's data folder is this process's (AETL_DATA_DIR)
+    spill = get_settings().warehouse_dir / "tmp"
+    spill.mkdir(parents=True, exist_ok=True)
+    tag = secrets.token_hex(4)
+    old_file, new_file = spill / f"aetl_test_old_{tag}.bin", spill / f"aetl_test_new_{tag}.bin"
+    step_dir = Path(tempfile.gettempdir()) / f"aetl_step_test_{tag}"
+    step_dir.mkdir()
+    (step_dir / "in.arrow").write_bytes(b"x" * 3000)
+    old_file.write_bytes(b"x" * 5000)
+    new_file.write_bytes(b"x" * 7000)
+    two_days_ago = time.time() - 48 * 3600
+    for path in (old_file, step_dir / "in.arrow", step_dir):
+        os.utime(path, (two_days_ago, two_days_ago))
+    try:
+        estimate = client.get(
+            "/api/v1/admin/cleanup/estimate/temp-files", headers=admin, params={"retention_hours": 24}
+        )
+        assert estimate.status_code == 200, estimate.text
+        assert estimate.json()["data"]["estimated_files"] >= 2
+        assert estimate.json()["data"]["estimated_space_bytes"] >= 8000
+        assert old_file.exists() and step_dir.exists()
+
+        done = client.post("/api/v1/admin/cleanup/temp-files", headers=admin, json={"retention_hours": 24})
+        assert done.status_code == 200, done.text
+        data = done.json()["data"]
+        assert data["operation"] == "cleanup_temp_files" and data["files_deleted"] >= 2
+        assert data["space_freed_bytes"] >= 8000 and old_file.name in data["removed"]
+        assert not old_file.exists() and not step_dir.exists() and new_file.exists()
+        history = client.get(
+            "/api/v1/admin/cleanup/history", headers=admin, params={"operation": "cleanup_temp_files"}
+        ).json()
+        assert history["total"] >= 1
+        for bad in ({"retention_hours": -1}, {"retention_hours": 0}, {"hours": 3}):
+            assert_error_shape(client.post("/api/v1/admin/cleanup/temp-files", headers=admin, json=bad), 422)
+        assert_error_shape(
+            client.get(
+                "/api/v1/admin/cleanup/estimate/temp-files", headers=admin, params={"retention_hours": -2}
+            ),
+            422,
+        )
+    finally:
+        new_file.unlink(missing_ok=True)
+        old_file.unlink(missing_ok=True)
+        shutil.rmtree(step_dir, ignore_errors=True)
+
+
+def test_cleanup_schedule_setting_and_bad_input(client: httpx.Client, admin_token: str) -> None:
+    admin = bearer(admin_token)
+    before = client.get("/api/v1/admin/cleanup/schedule", headers=admin)
+    assert before.status_code == 200, before.text
+    assert {"enabled", "schedule", "retention_periods", "next_run", "last_run", "dagster"} <= set(
+        before.json()["data"]
+    )
+    body = {
+        "enabled": True,
+        "schedule": "30 4 * * *",
+        "retention_periods": {"activity_logs_days": 60, "execution_logs_days": 14, "temp_files_hours": 12},
+    }
+    put = client.put("/api/v1/admin/cleanup/schedule", headers=admin, json=body)
+    assert put.status_code == 200, put.text
+    assert put.json()["message"] == "Cleanup schedule updated successfully"
+    assert put.json()["data"]["next_run"].endswith("T04:30:00.000Z")
+    got = client.get("/api/v1/admin/cleanup/schedule", headers=admin).json()["data"]
+    assert got["schedule"] == "30 4 * * *" and got["retention_periods"]["execution_logs_days"] == 14
+    assert got["enabled"] is True and got["dagster"] is None  # this server's Dagster is down
+    for bad in (
+        {**body, "schedule": "every day"},
+        {**body, "schedule": "61 4 * * *"},
+        {**body, "retention_periods": {"activity_logs_days": -1}},
+        {"schedule": "0 2 * * *"},
+    ):
+        assert_error_shape(client.put("/api/v1/admin/cleanup/schedule", headers=admin, json=bad), 422)
+    off = client.put("/api/v1/admin/cleanup/schedule", headers=admin, json={**body, "enabled": False})
+    assert off.status_code == 200 and off.json()["data"]["next_run"] is None

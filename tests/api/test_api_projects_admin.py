@@ -261,3 +261,41 @@ def test_dev_role_production_approval_expires_by_itself(
         )
         assert_error_shape(prod.get("/api/v1/projects", headers=bearer(dev)), 403)
     client.delete(f"/api/v1/users/{created.json()['data']['id']}", headers=admin)
+
+
+def test_old_pipeline_deletions_are_purged_with_their_versions(
+    client: httpx.Client, admin_token: str, api_server: ApiServer
+) -> None:
+    """Pipelines are a kind of the deletion registry: counted, purged by age (never deployed here, so
+    Dagster, down for this server, is not involved)."""
+    admin = bearer(admin_token)
+    body = {
+        "name": f"Purged {secrets.token_hex(3)}",
+        "sources": [{"id": "orders", "type": "clickhouse", "table": "db.orders"}],
+        "targets": [{"id": "out", "type": "clickhouse", "database": "db", "table": "out"}],
+    }
+    old, recent = (client.post("/api/v1/pipelines", headers=admin, json=body) for _ in range(2))
+    assert old.status_code == recent.status_code == 201, old.text
+    old_id, recent_id = old.json()["id"], recent.json()["id"]
+    for pipeline_id in (old_id, recent_id):
+        assert client.delete(f"/api/v1/pipelines/{pipeline_id}", headers=admin).status_code == 204
+    _sql(api_server, "UPDATE pipelines SET deleted_at = now() - interval '400 days' WHERE id = :i", i=old_id)
+    listed = client.get("/api/v1/admin/deleted-entities", headers=admin, params={"entity_type": "pipelines"})
+    assert {old_id, recent_id} <= {i["entity_id"] for i in listed.json()["items"]}
+
+    request = {"older_than_days": 365, "entity_types": ["pipelines"]}
+    dry = client.post("/api/v1/admin/cleanup-old-deletions", headers=admin, json=request)
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["dry_run"] is True and dry.json()["breakdown"]["pipelines"] >= 1
+    assert _sql(api_server, "SELECT id FROM pipelines WHERE id = :i", i=old_id)
+    done = client.post(
+        "/api/v1/admin/cleanup-old-deletions", headers=admin, json={**request, "dry_run": False}
+    )
+    assert done.status_code == 200 and done.json()["breakdown"]["pipelines"] >= 1
+    assert not _sql(api_server, "SELECT id FROM pipelines WHERE id = :i", i=old_id)
+    assert not _sql(api_server, "SELECT id FROM pipeline_versions WHERE pipeline_id = :i", i=old_id)
+    assert _sql(api_server, "SELECT id FROM pipelines WHERE id = :i", i=recent_id)
+    restored = client.post(f"/api/v1/admin/pipelines/{recent_id}/restore", headers=admin)
+    assert restored.status_code == 200, restored.text
+    assert client.get(f"/api/v1/pipelines/{recent_id}", headers=admin).status_code == 200
+    assert_error_shape(client.post(f"/api/v1/admin/pipelines/{old_id}/restore", headers=admin), 404)

@@ -85,3 +85,84 @@ def test_sensor_delivers_signed_pipeline_completed_with_retry(
     log = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=dev.headers).json()["data"]
     assert log["total"] == 1
     assert [a["status_code"] for a in log["items"][0]["attempt_log"]] == [500, 200]
+
+
+@pytest.mark.timeout(600)
+def test_consecutive_failures_trigger_an_alert_and_the_next_success_resolves_it(
+    client: httpx.Client, make_user: Callable[..., ApiUser], api_settings: None
+) -> None:
+    """Threshold 3 (the default): failures 1-2 say nothing, the 3rd triggers, a 4th does not trigger
+    again, the success resolves with the same alert_id; evaluating a tick twice sends nothing more."""
+    from orchestration.defs.maintenance import sleep_job
+    from orchestration.defs.webhooks import defs
+
+    failed_sensor = defs.get_sensor_def("webhooks_pipeline_failed")
+    completed_sensor = defs.get_sensor_def("webhooks_pipeline_completed")
+    dev = make_user("developer")
+    pipeline_id = f"pipeline_alert_{os.getpid()}"
+    with webhook_receiver() as receiver, DagsterInstance.ephemeral() as instance:
+        hook = client.post(
+            "/api/v1/webhooks",
+            headers=dev.headers,
+            json={"name": "alerts", "url": receiver.url, "events": ["alert.triggered", "alert.resolved"]},
+        ).json()["data"]
+
+        def run_and_sense(fail: bool) -> str:
+            result = sleep_job.execute_in_process(
+                run_config={"ops": {"sleep_op": {"config": {"seconds": 0, "fail": fail}}}},
+                instance=instance,
+                tags={"aetl/pipeline_id": pipeline_id},
+                raise_on_error=False,
+            )
+            assert result.success is not fail
+            sensor = failed_sensor if fail else completed_sensor
+            event = result.get_run_failure_event() if fail else result.get_run_success_event()
+            context = build_run_status_sensor_context(
+                sensor_name=sensor.name,
+                dagster_event=event,
+                dagster_instance=instance,
+                dagster_run=result.dagster_run,
+            )
+            sensor(context)  # type: ignore[operator]
+            sensor(context)  # type: ignore[operator]
+            return result.run_id
+
+        failures = [run_and_sense(fail=True) for _ in range(2)]
+        assert receiver.wait_for(1, timeout=2) == []
+        failures.append(run_and_sense(fail=True))
+        triggered = receiver.wait_for(1, timeout=30)
+        assert len(triggered) == 1
+        failures.append(run_and_sense(fail=True))  # the streak goes on: no second alert
+        success = run_and_sense(fail=False)
+        requests = receiver.wait_for(2, timeout=30)
+    assert len(requests) == 2
+    payloads = [json.loads(r.body) for r in requests]
+    for request in requests:
+        assert verify(
+            hook["secret"],
+            int(request.headers[TIMESTAMP_HEADER]),
+            request.body,
+            request.headers[SIGNATURE_HEADER],
+        )
+    assert [p["event"] for p in payloads] == ["alert.triggered", "alert.resolved"]
+    fired, resolved = payloads[0]["data"], payloads[1]["data"]
+    assert fired["alert_id"] == resolved["alert_id"] == f"{pipeline_id}:{failures[0]}"
+    assert fired["consecutive_failures"] == 3 and fired["run_id"] == failures[2]
+    assert fired["pipeline_id"] == pipeline_id and fired["rule"] == "consecutive_run_failures"
+    assert resolved["consecutive_failures"] == 4 and resolved["resolved_by_run_id"] == success
+
+
+def test_alert_rule_is_pure() -> None:
+    from orchestration.defs.webhooks import alert_for
+
+    assert alert_for("p", [("r2", "FAILURE"), ("r1", "FAILURE")], 3) is None
+    fired = alert_for("p", [("r3", "FAILURE"), ("r2", "FAILURE"), ("r1", "FAILURE"), ("r0", "SUCCESS")], 3)
+    assert fired is not None and fired[0] == "alert.triggered" and fired[1]["alert_id"] == "p:r1"
+    assert (
+        alert_for("p", [("r4", "FAILURE"), ("r3", "FAILURE"), ("r2", "FAILURE"), ("r1", "FAILURE")], 3)
+        is None
+    )
+    resolved = alert_for("p", [("r5", "SUCCESS"), ("r4", "FAILURE"), ("r3", "FAILURE"), ("r2", "FAILURE")], 3)
+    assert resolved is not None and resolved[0] == "alert.resolved" and resolved[1]["alert_id"] == "p:r2"
+    assert alert_for("p", [("r5", "SUCCESS"), ("r4", "FAILURE"), ("r3", "SUCCESS")], 3) is None
+    assert alert_for("p", [("r5", "SUCCESS")], 1) is None

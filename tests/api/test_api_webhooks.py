@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -124,3 +127,53 @@ def test_test_delivery_is_signed_retried_and_logged(
         f"/api/v1/webhooks/{created['id']}/deliveries", headers=dev.headers, params={"status": "failed"}
     ).json()["data"]
     assert [d["id"] for d in failures["items"]] == [failed["id"]]
+
+
+def test_connector_created_is_delivered_signed_without_its_configuration(
+    client: httpx.Client, admin_token: str
+) -> None:
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    name = f"csv_{uuid.uuid4().hex[:8]}"
+    with webhook_receiver() as receiver:
+        hook = client.post(
+            "/api/v1/webhooks",
+            headers=admin,
+            json={"name": f"connectors {name}", "url": receiver.url, "events": ["connector.created"]},
+        ).json()["data"]
+        try:
+            created = client.post(
+                "/api/v1/connectors",
+                headers=admin,
+                json={"name": name, "type": "csv", "config": {"delimiter": ";"}},
+            )
+            assert created.status_code == 201, created.text
+            connector_id = created.json()["id"]
+            deadline = time.monotonic() + 30
+            mine: list[Any] = []
+            while not mine and time.monotonic() < deadline:
+                receiver.wait_for(len(receiver.requests) + 1, timeout=1)
+                mine = [
+                    r for r in receiver.requests if json.loads(r.body)["data"]["connector_id"] == connector_id
+                ]
+            assert len(mine) == 1
+            request = mine[0]
+            assert verify(
+                hook["secret"],
+                int(request.headers[TIMESTAMP_HEADER]),
+                request.body,
+                request.headers[SIGNATURE_HEADER],
+            )
+            payload = json.loads(request.body)
+            assert payload["event"] == "connector.created"
+            assert payload["data"] | {"created_at": None} == {
+                "connector_id": connector_id,
+                "name": name,
+                "type": "csv",
+                "created_by": payload["data"]["created_by"],
+                "created_at": None,
+            }
+            assert "delimiter" not in request.body.decode()
+            log = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=admin).json()["data"]
+            assert [d["event"] for d in log["items"]] == ["connector.created"]
+        finally:
+            client.delete(f"/api/v1/webhooks/{hook['id']}", headers=admin)

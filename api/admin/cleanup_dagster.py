@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from api.core import security
 from api.core.config import get_settings
 from api.dagster_client import DagsterClient, RunStatus
+from orchestration.warehouse.credentials import PIPE_FOLDER
 
 logger = logging.getLogger("api.admin")
 
@@ -53,9 +54,9 @@ def dagster() -> DagsterClient:
 
 def _tree_size(path: Path) -> tuple[int, int]:
     files = size = 0
-    for item in [path] if path.is_file() else path.rglob("*"):
+    for item in [path] if path.is_file() or path.is_fifo() else path.rglob("*"):
         try:
-            if item.is_file() and not item.is_symlink():
+            if (item.is_file() or item.is_fifo()) and not item.is_symlink():
                 files += 1
                 size += item.stat().st_size
         except OSError:
@@ -117,6 +118,12 @@ def _temp_candidates(older_than: float) -> Iterator[Path]:
     for root in temp_roots():
         for item in root.iterdir():
             if item.is_file() and not item.is_symlink() and item.stat().st_mtime < older_than:
+                yield item
+    # named pipes of PostgreSQL loads (orchestration.movement.extract) a killed run worker left behind
+    pipes = get_settings().data_dir / PIPE_FOLDER
+    if pipes.is_dir():
+        for item in pipes.iterdir():
+            if item.is_fifo() and item.lstat().st_mtime < older_than:
                 yield item
     system_tmp = Path(tempfile.gettempdir())
     for folder in system_tmp.glob(f"{STEP_WORKDIR_PREFIX}*"):

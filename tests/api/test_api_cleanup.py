@@ -15,6 +15,8 @@ import httpx
 import sqlalchemy as sa
 from api_helpers import ApiServer, ApiUser, assert_error_shape, bearer
 
+from orchestration.warehouse.credentials import PIPE_FOLDER
+
 
 def _sql(server: ApiServer, statement: str, **params: object) -> list[sa.Row[tuple[object, ...]]]:
     engine = sa.create_engine(server.database_url)
@@ -157,8 +159,14 @@ def test_temp_files_cleanup_removes_exactly_the_old_files(
     (step_dir / "in.arrow").write_bytes(b"x" * 3000)
     old_file.write_bytes(b"x" * 5000)
     new_file.write_bytes(b"x" * 7000)
+    # a named pipe a killed PostgreSQL load left behind, and one of a load in progress
+    pipes = get_settings().data_dir / PIPE_FOLDER
+    pipes.mkdir(parents=True, exist_ok=True)
+    old_pipe, new_pipe = pipes / f"old_{tag}.pipe", pipes / f"new_{tag}.pipe"
+    os.mkfifo(old_pipe)
+    os.mkfifo(new_pipe)
     two_days_ago = time.time() - 48 * 3600
-    for path in (old_file, step_dir / "in.arrow", step_dir):
+    for path in (old_file, step_dir / "in.arrow", step_dir, old_pipe):
         os.utime(path, (two_days_ago, two_days_ago))
     try:
         estimate = client.get(
@@ -175,6 +183,7 @@ def test_temp_files_cleanup_removes_exactly_the_old_files(
         assert data["operation"] == "cleanup_temp_files" and data["files_deleted"] >= 2
         assert data["space_freed_bytes"] >= 8000 and old_file.name in data["removed"]
         assert not old_file.exists() and not step_dir.exists() and new_file.exists()
+        assert old_pipe.name in data["removed"] and not old_pipe.exists() and new_pipe.exists()
         history = client.get(
             "/api/v1/admin/cleanup/history", headers=admin, params={"operation": "cleanup_temp_files"}
         ).json()
@@ -190,6 +199,8 @@ def test_temp_files_cleanup_removes_exactly_the_old_files(
     finally:
         new_file.unlink(missing_ok=True)
         old_file.unlink(missing_ok=True)
+        old_pipe.unlink(missing_ok=True)
+        new_pipe.unlink(missing_ok=True)
         shutil.rmtree(step_dir, ignore_errors=True)
 
 

@@ -37,8 +37,14 @@ def stack() -> Iterator[Stack]:
         except (RuntimeError, SystemExit) as error:
             running.stop()
             pytest.fail(f"stack did not start: {error}\n{log_path.read_text(errors='replace')[-4000:]}")
-        yield running
-        running.stop()
+        except BaseException:
+            # e.g. pytest-timeout firing during a slow start-up: never leave the processes behind
+            running.stop()
+            raise
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 @pytest.fixture(scope="session")

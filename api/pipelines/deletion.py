@@ -65,9 +65,20 @@ def _put_back_in_location(pipeline: Pipeline) -> bool:
 
 
 def soft_delete(session: Session, pipeline: Pipeline, actor_id: str | None, when: datetime) -> bool:
-    """Returns whether the location must reload."""
+    """Returns whether the location must reload. Its queued and running runs are stopped after the
+    commit (a deleted pipeline keeps nothing running)."""
+    from api.pipelines import service
+
     pipeline.deleted_at, pipeline.deleted_by = when, actor_id
-    return _take_out_of_location(pipeline)
+    in_location = _take_out_of_location(pipeline)
+    if in_location:
+        pipeline_id = pipeline.id
+
+        def stop() -> None:
+            service.stop_runs(pipeline_id)
+
+        after_commit(session, stop)
+    return in_location
 
 
 def warehouse_tables(session: Session, pipeline_id: str) -> list[str]:

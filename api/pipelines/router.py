@@ -12,6 +12,7 @@ from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Response, 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.admin.deletion import pop_after_commit
 from api.auth.service import Principal
 from api.core.errors import NotFound
 from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND
@@ -291,8 +292,12 @@ def delete_pipeline(
     ip: ClientIP,
     background: BackgroundTasks,
 ) -> Response:
-    """Soft delete; a deployed pipeline's asset, job and schedules leave Dagster (location reload)."""
-    if service.delete_pipeline(session, principal.user, pipeline_id, ip):
+    """Soft delete; its queued and running runs are terminated, and a deployed pipeline's asset, job and
+    schedules leave Dagster (location reload)."""
+    reload = service.delete_pipeline(session, principal.user, pipeline_id, ip)
+    for task in pop_after_commit(session):  # stop its runs first
+        background.add_task(task)
+    if reload:
         background.add_task(service.undeploy_in_background)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

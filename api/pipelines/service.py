@@ -607,6 +607,33 @@ def undeploy_in_background() -> None:
     reload_pipelines_location()
 
 
+ACTIVE_RUN_STATUSES = (
+    RunStatus.QUEUED, RunStatus.NOT_STARTED, RunStatus.STARTING, RunStatus.STARTED, RunStatus.MANAGED,
+)  # fmt: skip
+
+
+def stop_runs(pipeline_id: str) -> list[str]:
+    """Terminates the pipeline's queued and running runs (Dagster's terminate); returns their ids."""
+    client = dagster()
+    stopped: list[str] = []
+    try:
+        tags = {TAG_PIPELINE: pipeline_id}
+        runs = client.list_runs(tags=tags, statuses=ACTIVE_RUN_STATUSES, limit=100).items
+    except DagsterClientError as error:
+        logger.warning("runs of deleted pipeline %s not stopped: %s", pipeline_id, error.message)
+        return stopped
+    for run in runs:
+        try:
+            client.terminate_run(run.run_id)
+            stopped.append(run.run_id)
+        except DagsterClientError as error:
+            logger.warning("run %s of pipeline %s not stopped: %s", run.run_id, pipeline_id, error.message)
+    if stopped:
+        logger.info("stopped %d run(s) of deleted pipeline %s", len(stopped), pipeline_id)
+        runs_changed(pipeline_id)
+    return stopped
+
+
 # -- runs -----------------------------------------------------------------------------------------
 
 

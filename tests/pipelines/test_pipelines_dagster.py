@@ -140,12 +140,16 @@ def test_deploy_run_and_runs_from_dagster(
     assert mine["last_run"]["id"] == in_dagster[0].run_id and mine["last_run"]["rows_processed"] == 3
 
 
+SLOW_STEP = "def transform(df):\n    import time\n    time.sleep(90)\n    return df\n"
+
+
 def test_schedules_follow_the_api_and_delete_removes_everything(
     api: httpx.Client, engineer: Caller, dagster: DagsterClient, source_table: str
 ) -> None:
-    pipeline_id = create(
-        api, engineer, warehouse_pipeline(source_table, "orders_sched", schedule="0 5 * * *")
-    )
+    body = warehouse_pipeline(source_table, "orders_sched", schedule="0 5 * * *")
+    # a slow last step: the run launched before the delete is still running when the delete comes
+    body["transformations"].append({"id": "slow", "type": "python", "code": SLOW_STEP})
+    pipeline_id = create(api, engineer, body)
     assert deploy(api, engineer, pipeline_id)["deploy_status"] == "deployed"
     job = f"pipeline_{pipeline_id}"
 
@@ -178,8 +182,12 @@ def test_schedules_follow_the_api_and_delete_removes_everything(
     wait_for(lambda: schedule_states().get(f"{job}__{trigger_id}") == "STOPPED", 120, what="trigger schedule")
     assert wait_deployed(api, engineer, pipeline_id)["deployed_version"] == 2
 
+    running = run(api, engineer, pipeline_id)["run_id"]
+    wait_for(lambda: dagster.get_run(running).status.value == "STARTED", 120, what="run started")
     deleted = api.delete(f"/pipelines/{pipeline_id}", headers=engineer.headers)
     assert deleted.status_code == 204
+    # its running run is stopped, not left to load into a table of a deleted pipeline
+    assert wait_run_finished(dagster, running, timeout=60) == "CANCELED"
     wait_for(lambda: job not in dagster.repository_contents(LOCATION).jobs, 120, what="job gone")
     contents = dagster.repository_contents(LOCATION)
     assert not [a for a in contents.assets if a.startswith(f"pipelines/{pipeline_id}/")]

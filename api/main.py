@@ -24,6 +24,7 @@ from api.core.middleware import (
     VerifiedApiKeys,
     route_list,
 )
+from api.datamarts.router import router as datamarts_router
 from api.db.session import get_engine
 from api.health.router import root_router as health_root_router
 from api.health.router import router as health_router
@@ -121,6 +122,7 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         projects_router,
         admin_router,
         webhooks_router,
+        datamarts_router,
     ):
         api.include_router(domain_router)
     app.include_router(health_root_router)

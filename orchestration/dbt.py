@@ -8,6 +8,7 @@ is newer than the manifest.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -41,14 +42,20 @@ def data_dir() -> Path:
     return Path(os.environ.get("AETL_DATA_DIR") or REPO_ROOT / ".data").resolve()
 
 
-def datamart_models_dir() -> Path:
-    """Where the API writes generated datamart models: a dbt model path of its own (dbt_project.yml).
+def datamart_model_path() -> str:
+    """The dbt model path of generated datamarts, relative to dbt_project/ (dbt_project.yml reads it).
 
-    Under the data folder, so generated files never dirty the repository and the test stack's datamarts
-    never show up in the `make run` stack (both share the one dbt_project/ folder).
+    Inside the project (gitignored `generated/`): dbt writes compiled files at target/<original path>,
+    which for an absolute model path is the model file itself. One folder per data folder, so the test
+    stack's datamarts never show up in the `make run` stack (both share the one dbt_project/).
     """
-    configured = os.environ.get("AETL_DATAMARTS_MODEL_DIR")
-    return Path(configured).resolve() if configured else data_dir() / "dbt" / "datamarts"
+    key = hashlib.sha256(str(data_dir()).encode()).hexdigest()[:12]
+    return f"generated/{key}"
+
+
+def datamart_models_dir() -> Path:
+    """Where the API writes generated datamart models."""
+    return DBT_PROJECT_DIR / datamart_model_path()
 
 
 def dbt_target_dir() -> Path:
@@ -58,7 +65,7 @@ def dbt_target_dir() -> Path:
 
 def dbt_paths_env() -> dict[str, str]:
     """What every dbt invocation of the platform needs to see the same project as the code location."""
-    return {"AETL_DATAMARTS_MODEL_DIR": str(datamart_models_dir())}
+    return {"AETL_DATAMARTS_MODEL_PATH": datamart_model_path()}
 
 
 def build_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, status
+from fastapi.responses import FileResponse
 
 from api.auth.service import Principal
 from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND
@@ -15,6 +16,8 @@ from api.datamarts.schemas import (
     DatamartCreated,
     DatamartPreview,
     DatamartPublic,
+    ExcelExport,
+    ExcelExportRequest,
     RefreshRequest,
     RefreshStarted,
     SchedulePublic,
@@ -25,11 +28,15 @@ from api.pipelines.service import RUN_STATUS_NAMES
 from orchestration.specs.datamart import NAME_PATTERN, asset_key, schedule_name
 
 router = APIRouter(prefix="/mvp/datamarts", tags=["datamarts"], responses=ERROR_RESPONSES)
+export_router = APIRouter(prefix="/mvp/export", tags=["datamarts"], responses=ERROR_RESPONSES)
+# the signed link is the credential: no session needed to download (as a storage link would be)
+download_router = APIRouter(prefix="/mvp/export", tags=["exports"])
 
 CanView = Annotated[Principal, Depends(require_permission("datamarts", "view"))]
 CanCreate = Annotated[Principal, Depends(require_permission("datamarts", "create"))]
 CanEdit = Annotated[Principal, Depends(require_permission("datamarts", "edit"))]
 CanRefresh = Annotated[Principal, Depends(require_permission("datamarts", "refresh"))]
+CanExport = Annotated[Principal, Depends(require_permission("datamarts", "export"))]
 CanPreview = Annotated[Principal, Depends(require_permission("datamarts", "preview"))]
 PreviewLimit = Annotated[
     int, Query(ge=1, le=1_000_000, description=f"rows (capped at {service.MAX_PREVIEW_ROWS})")
@@ -152,3 +159,48 @@ def preview_datamart(
         total_rows=total,
         limit=effective,
     )
+
+
+@export_router.post(
+    "/excel/datamart/{datamart_name}", response_model=ExcelExport, responses={**NOT_FOUND, **CONFLICT}
+)
+def export_datamart_excel(
+    datamart_name: DatamartName,
+    request: Request,
+    session: SessionDep,
+    principal: CanExport,
+    body: Annotated[ExcelExportRequest | None, Body()] = None,
+) -> ExcelExport:
+    """An .xlsx (data sheets, summary, native chart) behind a signed download link that expires."""
+    options = body or ExcelExportRequest()
+    url, size, expires_at, facts = service.export_excel(
+        session,
+        datamart_name,
+        include_summary=options.include_summary,
+        include_charts=options.include_charts,
+        base_url=str(request.base_url),
+    )
+    return ExcelExport(
+        file_url=url, file_size_bytes=size, expires_at=expires_at, rows=facts.rows, sheets=facts.sheets
+    )
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@download_router.get(
+    "/files/{file_id}.xlsx",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {XLSX: {}}, "description": "the workbook"},
+        403: ERROR_RESPONSES[403],
+        410: {**NOT_FOUND[404], "description": "The link has expired"},
+    },
+)
+def download_export(
+    file_id: Annotated[str, Path(pattern=r"^[a-z0-9_T]{1,120}$")],
+    expires: Annotated[int, Query(ge=0, le=10**11)],
+    signature: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")],
+) -> FileResponse:
+    path = service.export_file(file_id, expires, signature)
+    return FileResponse(path, media_type=XLSX, filename=path.name)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from api.core.schemas import RequestModel, UTCDateTime
 from orchestration.specs.datamart import MAX_QUERY_CHARS, NAME_PATTERN
 
 DatamartName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-# no jinja delimiters: dbt renders descriptions
-Description = Annotated[str, StringConstraints(max_length=2000, pattern=r"^(?!.*\{[{%#])[^\x00]*$")]
+Description = Annotated[str, StringConstraints(max_length=2000)]
 Cron = Annotated[str, StringConstraints(min_length=9, max_length=120)]
 
 
@@ -26,6 +26,14 @@ class DatamartCreate(RequestModel):
     )
     materialized: bool = Field(default=True, description="true: a table (dbt `table`), false: a view")
     refresh_schedule: Cron | None = Field(default=None, description="cron (UTC); the schedule starts enabled")
+
+    @field_validator("description")
+    @classmethod
+    def _no_jinja(cls, value: str | None) -> str | None:
+        # dbt renders jinja in model descriptions: a description is text, never a template
+        if value is not None and re.search(r"\{[{%#]", value):
+            raise ValueError("may not contain '{{', '{%' or '{#'")
+        return value
 
 
 class DatamartCreated(BaseModel):

@@ -9,11 +9,11 @@ assets it reads. Builds and refreshes are Dagster runs of the datamart's own job
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
@@ -29,8 +29,16 @@ from sqlalchemy.orm import Session
 from api.activity.service import log_activity
 from api.auth.service import Principal
 from api.core.config import get_settings
-from api.core.errors import Conflict, NotFound, PermissionDenied, PipelineExecutionError, ValidationFailed
+from api.core.errors import (
+    Conflict,
+    Gone,
+    NotFound,
+    PermissionDenied,
+    PipelineExecutionError,
+    ValidationFailed,
+)
 from api.dagster_client import DagsterClient, DagsterClientError, DagsterUnavailable, Run, RunStatus
+from api.datamarts.export import WorkbookFacts, check_signature, expired, new_file_id, sign, write_workbook
 from api.datamarts.models import Datamart, DatamartVersion
 from api.datamarts.schemas import DatamartCreate
 from api.pipelines.models import Pipeline, PipelineVersion
@@ -62,6 +70,7 @@ logger = logging.getLogger("api.datamarts")
 BUILD_TIMEOUT_SECONDS = 600.0
 RELOAD_TIMEOUT_SECONDS = 300.0
 MAX_PREVIEW_ROWS = 1000
+EXPORT_LINK_SECONDS = 24 * 3600
 # model files, manifest and location change together: one create/schedule change at a time
 _project_lock = threading.Lock()
 
@@ -534,15 +543,66 @@ def preview(
     return columns, types, rows, total, limit
 
 
-def stream_rows(name: str, batch_rows: int = 65_536) -> Iterator[tuple[list[str], list[str], Iterator[Any]]]:
-    """Columns, types and a stream of row blocks of the datamart's table (for the Excel export)."""
+def export_excel(
+    session: Session, name: str, *, include_summary: bool, include_charts: bool, base_url: str
+) -> tuple[str, int, dt.datetime, WorkbookFacts]:
+    """Write the datamart to an .xlsx under the data folder; a signed link that expires."""
+    datamart = get_datamart(session, name)
+    session.commit()
+    if datamart.built_at is None:
+        raise Conflict("The datamart has not been built", details={"datamart_name": name})
+    settings = get_settings()
+    folder = exports_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    file_id = new_file_id(name)
+    path = folder / f"{file_id}.xlsx"
     client = warehouse()
     try:
         with client.query_row_block_stream(
-            f"SELECT * FROM {quoted(datamart_database(), name)}", settings={"max_block_size": batch_rows}
+            f"SELECT * FROM {quoted(datamart_database(), name)}", settings={"max_block_size": 65_536}
         ) as stream:
-            names = list(stream.source.column_names)
+            columns = list(stream.source.column_names)
             types = [t.name for t in stream.source.column_types]
-            yield names, types, iter(stream)
+            facts = write_workbook(
+                path,
+                name,
+                columns,
+                types,
+                stream,
+                include_summary=include_summary,
+                include_charts=include_charts,
+            )
+    except ClickHouseError as error:
+        path.unlink(missing_ok=True)
+        logger.warning("export of %s failed: %s", name, str(error)[:500])
+        raise Conflict(
+            "The datamart could not be read from the warehouse", details={"datamart_name": name}
+        ) from None
     finally:
         client.close()
+    expires_at = utcnow() + dt.timedelta(seconds=EXPORT_LINK_SECONDS)
+    expires = int(expires_at.timestamp())
+    signature = sign(link_key(settings.secret_key.get_secret_value()), file_id, expires)
+    query = f"expires={expires}&signature={signature}"
+    url = f"{base_url.rstrip('/')}/api/v1/mvp/export/files/{file_id}.xlsx?{query}"
+    return url, path.stat().st_size, dt.datetime.fromtimestamp(expires, dt.UTC), facts
+
+
+def link_key(secret: str) -> bytes:
+    """Download links have their own key, derived from the app secret (never the JWT key itself)."""
+    return hashlib.sha256(f"aetl-export-links:{secret}".encode()).digest()
+
+
+def exports_dir() -> Path:
+    return get_settings().data_dir.resolve() / "exports"
+
+
+def export_file(file_id: str, expires: int, signature: str) -> Path:
+    """The file a signed link names: 403 for a wrong signature, 410 once it expired or is gone."""
+    key = link_key(get_settings().secret_key.get_secret_value())
+    if not check_signature(key, file_id, expires, signature):
+        raise PermissionDenied("The download link is not valid")
+    path = exports_dir() / f"{file_id}.xlsx"
+    if expired(expires) or not path.is_file():
+        raise Gone("The download link has expired", details={"expired_at": expires})
+    return path

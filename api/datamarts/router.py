@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
 from api.auth.service import Principal
@@ -34,6 +34,7 @@ download_router = APIRouter(prefix="/mvp/export", tags=["exports"])
 
 CanView = Annotated[Principal, Depends(require_permission("datamarts", "view"))]
 CanCreate = Annotated[Principal, Depends(require_permission("datamarts", "create"))]
+CanDelete = Annotated[Principal, Depends(require_permission("datamarts", "delete"))]
 CanEdit = Annotated[Principal, Depends(require_permission("datamarts", "edit"))]
 CanRefresh = Annotated[Principal, Depends(require_permission("datamarts", "refresh"))]
 CanExport = Annotated[Principal, Depends(require_permission("datamarts", "export"))]
@@ -93,6 +94,15 @@ def get_datamart(datamart_name: DatamartName, session: SessionDep, principal: Ca
     datamart = service.get_datamart(session, datamart_name)
     session.commit()
     return public(datamart)
+
+
+@router.delete("/{datamart_name}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+def delete_datamart(
+    datamart_name: DatamartName, session: SessionDep, principal: CanDelete, ip: ClientIP
+) -> Response:
+    """Removes the model, its Dagster job and schedule, and its table or view."""
+    service.delete_datamart(session, principal, datamart_name, ip)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(

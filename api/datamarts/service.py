@@ -480,6 +480,30 @@ def schedule_datamart(
     return datamart, next_run
 
 
+def delete_datamart(session: Session, principal: Principal, name: str, ip: str | None) -> None:
+    """Model files, the row (versions with it), the Dagster job and schedule, and the warehouse table."""
+    with _project_lock:
+        datamart = get_datamart(session, name, for_update=True)
+        remove_model(name)
+        log_activity(
+            session, principal.user.id, "datamart.delete", "datamart", datamart.id, ip=ip,
+            details={"name": name, "version": datamart.version},
+        )  # fmt: skip
+        session.delete(datamart)
+        session.commit()
+        parse_error = parse_project()
+        if parse_error is not None:
+            logger.warning("dbt parse after deleting %s: %s", name, parse_error[-2000:])
+        location_error = reload_location()
+    client = warehouse()
+    try:
+        client.command(f"DROP TABLE IF EXISTS {quoted(datamart_database(), name)}")
+    finally:
+        client.close()
+    if location_error is not None:
+        logger.warning("datamart %s deleted; %s", name, location_error)
+
+
 def last_run(datamart: Datamart) -> Run | None:
     if not datamart.last_run_id:
         return None

@@ -142,6 +142,17 @@ CASES = [
     ),
     Case("GET", "/api/v1/mvp/datamarts/{datamart_name}", "datamarts", "view", {"datamart_name": MISSING}),
     Case(
+        "DELETE", "/api/v1/mvp/datamarts/{datamart_name}", "datamarts", "delete", {"datamart_name": MISSING}
+    ),
+    Case(
+        "POST",
+        "/api/v1/mvp/export/excel/datamart/{datamart_name}",
+        "datamarts",
+        "export",
+        {"datamart_name": MISSING},
+        lambda: {"include_charts": True},
+    ),  # fmt: skip
+    Case(
         "POST",
         "/api/v1/mvp/datamarts/{datamart_name}/refresh",
         "datamarts",

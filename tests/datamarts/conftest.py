@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
+from datamart_helpers import PASSWORD, Caller
 
 from api.dagster_client import DagsterClient
 from orchestration.stack import Stack
 from orchestration.warehouse.client import get_client
-
-PASSWORD = "Secret1234"
-
-
-@dataclass
-class Caller:
-    role: str
-    headers: dict[str, str]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import httpx
 import openpyxl
 import pytest
 from clickhouse_connect.driver.client import Client
-from conftest import Caller
+from datamart_helpers import Caller
 
 from api.dagster_client import DagsterClient
 from api.datamarts import service

@@ -53,4 +53,4 @@ bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf .data dbt_project/target dbt_project/logs
+	rm -rf .data dbt_project/target dbt_project/logs dbt_project/generated

@@ -24,6 +24,9 @@ from api.core.middleware import (
     VerifiedApiKeys,
     route_list,
 )
+from api.datamarts.router import download_router as export_download_router
+from api.datamarts.router import export_router as datamarts_export_router
+from api.datamarts.router import router as datamarts_router
 from api.db.session import get_engine
 from api.health.router import root_router as health_root_router
 from api.health.router import router as health_router
@@ -121,6 +124,9 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         projects_router,
         admin_router,
         webhooks_router,
+        datamarts_router,
+        datamarts_export_router,
+        export_download_router,
     ):
         api.include_router(domain_router)
     app.include_router(health_root_router)

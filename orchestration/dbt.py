@@ -8,6 +8,7 @@ is newer than the manifest.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -37,30 +38,68 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def data_dir() -> Path:
+    return Path(os.environ.get("AETL_DATA_DIR") or REPO_ROOT / ".data").resolve()
+
+
+def datamart_model_path() -> str:
+    """The dbt model path of generated datamarts, relative to dbt_project/ (dbt_project.yml reads it).
+
+    Inside the project (gitignored `generated/`): dbt writes compiled files at target/<original path>,
+    which for an absolute model path is the model file itself. One folder per data folder, so the test
+    stack's datamarts never show up in the `make run` stack (both share the one dbt_project/).
+    """
+    key = hashlib.sha256(str(data_dir()).encode()).hexdigest()[:12]
+    return f"generated/{key}"
+
+
+def datamart_models_dir() -> Path:
+    """Where the API writes generated datamart models."""
+    return DBT_PROJECT_DIR / datamart_model_path()
+
+
+def dbt_target_dir() -> Path:
+    """The manifest the code location loads: per stack, since it includes that stack's datamarts."""
+    return data_dir() / "dbt" / "target"
+
+
+def dbt_paths_env() -> dict[str, str]:
+    """What every dbt invocation of the platform needs to see the same project as the code location."""
+    return {"AETL_DATAMARTS_MODEL_PATH": datamart_model_path()}
+
+
 def build_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:
     # Imported here: dagster-dbt costs ~5 s of imports, the start-up check below needs none of it.
     from dagster_dbt import DbtProject
 
-    return DbtProject(project_dir=project_dir, profiles_dir=project_dir)
+    return DbtProject(project_dir=project_dir, profiles_dir=project_dir, target_path=dbt_target_dir())
 
 
 def manifest_path_of(project_dir: Path) -> Path:
-    """Where `dbt parse` writes the manifest (DbtProject's default target path)."""
+    """Where `dbt parse` writes the manifest (the platform's project: per data folder)."""
+    if project_dir.resolve() == DBT_PROJECT_DIR:
+        return dbt_target_dir() / "manifest.json"
     return project_dir / "target" / "manifest.json"
 
 
-def newest_source_mtime(project_dir: Path) -> float:
-    """Latest modification time among the files that feed `dbt parse` (0 when there are none)."""
+def newest_source_mtime(project_dir: Path, extra_dirs: tuple[Path, ...] = ()) -> float:
+    """Latest modification time among the files that feed `dbt parse` (0 when there are none).
+
+    Folder times count too, so a deleted model makes the manifest stale.
+    """
     paths = [project_dir / name for name in _SOURCE_FILES]
-    for folder in _SOURCE_DIRS:
-        root = project_dir / folder
+    roots = [project_dir / folder for folder in _SOURCE_DIRS] + list(extra_dirs)
+    for root in roots:
         if root.is_dir():
-            paths.extend(p for p in root.rglob("*") if p.is_file())
+            paths.append(root)
+            paths.extend(p for p in root.rglob("*"))
     return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
 
 
-def manifest_is_current(project_dir: Path, manifest_path: Path) -> bool:
-    return manifest_path.exists() and manifest_path.stat().st_mtime >= newest_source_mtime(project_dir)
+def manifest_is_current(project_dir: Path, manifest_path: Path, extra_dirs: tuple[Path, ...] = ()) -> bool:
+    return manifest_path.exists() and manifest_path.stat().st_mtime >= newest_source_mtime(
+        project_dir, extra_dirs
+    )
 
 
 def dbt_warehouse_env(clickhouse_url: str | None = None) -> dict[str, str]:
@@ -74,11 +113,13 @@ def prepare_dbt_manifest(project_dir: Path = DBT_PROJECT_DIR, force: bool = Fals
     if not (project_dir / "dbt_project.yml").exists():
         raise DbtManifestMissing(f"no dbt project at {project_dir} (dbt_project.yml missing)")
     manifest_path = manifest_path_of(project_dir)
-    if not force and manifest_is_current(project_dir, manifest_path):
+    if not force and manifest_is_current(project_dir, manifest_path, (datamart_models_dir(),)):
         return manifest_path
     env = {
         **os.environ,
         **dbt_warehouse_env(),
+        **dbt_paths_env(),
+        "DBT_TARGET_PATH": str(manifest_path.parent),
         "DBT_PROFILES_DIR": str(project_dir),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }

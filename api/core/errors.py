@@ -110,6 +110,13 @@ class Conflict(AppError):
     default_message = "Resource already exists"
 
 
+class Gone(AppError):
+    """A resource that existed and will not come back (an expired download link)."""
+
+    status_code, code, aggregator_code = 410, "RESOURCE_NOT_FOUND", "RES_001"
+    default_message = "Resource is gone"
+
+
 class PayloadTooLarge(AppError):
     status_code, code, aggregator_code = 413, "VALIDATION_ERROR", "VAL_001"
     default_message = "Request body too large"

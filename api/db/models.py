@@ -35,5 +35,6 @@ __all__ = [
 
 # every domain's tables on the one metadata, so Alembic and the migration check see them all
 import api.connectors.models  # noqa: E402, F401
+import api.datamarts.models  # noqa: E402, F401
 import api.pipelines.models  # noqa: E402, F401
 import api.schema.models  # noqa: E402, F401

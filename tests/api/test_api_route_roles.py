@@ -16,7 +16,7 @@ from api_helpers import ApiUser, assert_error_shape
 from api.core.permissions import ROLE_NAMES, role_can
 
 # the routers whose every route must be in the table below
-COVERED_TAGS = {"preferences", "dashboards", "projects", "admin", "webhooks"}
+COVERED_TAGS = {"preferences", "dashboards", "projects", "admin", "webhooks", "datamarts"}
 MISSING = "missing_0000"
 
 
@@ -165,6 +165,49 @@ CASES = [
     Case("DELETE", "/api/v1/webhooks/{webhook_id}", "webhooks", "delete", {"webhook_id": MISSING}),
     Case("POST", "/api/v1/webhooks/{webhook_id}/test", "webhooks", "edit", {"webhook_id": MISSING}),
     Case("GET", "/api/v1/webhooks/{webhook_id}/deliveries", "webhooks", "view", {"webhook_id": MISSING}),
+    # datamarts: a refused query (422) or a missing datamart (404) once the role is allowed
+    Case(
+        "POST",
+        "/api/v1/mvp/datamarts/create",
+        "datamarts",
+        "create",
+        body=lambda: {"name": "never_built", "source_query": "DELETE FROM t WHERE 1"},
+    ),
+    Case("GET", "/api/v1/mvp/datamarts/{datamart_name}", "datamarts", "view", {"datamart_name": MISSING}),
+    Case(
+        "DELETE", "/api/v1/mvp/datamarts/{datamart_name}", "datamarts", "delete", {"datamart_name": MISSING}
+    ),
+    Case(
+        "POST",
+        "/api/v1/mvp/export/excel/datamart/{datamart_name}",
+        "datamarts",
+        "export",
+        {"datamart_name": MISSING},
+        lambda: {"include_charts": True},
+    ),  # fmt: skip
+    Case(
+        "POST",
+        "/api/v1/mvp/datamarts/{datamart_name}/refresh",
+        "datamarts",
+        "refresh",
+        {"datamart_name": MISSING},
+        lambda: {"concurrent_mode": True},
+    ),  # fmt: skip
+    Case(
+        "POST",
+        "/api/v1/mvp/datamarts/{datamart_name}/schedule",
+        "datamarts",
+        "edit",
+        {"datamart_name": MISSING},
+        lambda: {"cron_expression": "0 3 * * *", "enabled": True},
+    ),  # fmt: skip
+    Case(
+        "GET",
+        "/api/v1/mvp/datamarts/{datamart_name}/preview",
+        "datamarts",
+        "preview",
+        {"datamart_name": MISSING},
+    ),  # fmt: skip
 ]
 
 

@@ -37,3 +37,4 @@ __all__ = [
 import api.connectors.models  # noqa: E402, F401
 import api.pipelines.models  # noqa: E402, F401
 import api.schema.models  # noqa: E402, F401
+import api.storage.models  # noqa: E402, F401

@@ -234,8 +234,11 @@ def create_watch(session: Session, body: WatchCreate, user: User, ip: str | None
     mount = get_mount(session, body.storage_id)
     if body.auto_import and body.import_config is None:
         raise ValidationFailed("auto_import needs import_config.target_table", field="import_config")
+    point = mount.mount_point.rstrip("/") + "/"
+    # "/exports/daily" is a folder of the mount; a path may also start with the mount point itself
+    given = body.watch_path[len(point) - 1 :] if body.watch_path.startswith(point) else body.watch_path
     try:
-        folder = normalize_relative(body.watch_path, mount.mount_point)
+        folder = normalize_relative(given.lstrip("/"))
     except PathRefused as error:
         raise ValidationFailed(error.message, field="watch_path") from None
     if body.import_config is not None:

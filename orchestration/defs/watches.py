@@ -160,6 +160,7 @@ def _database_url() -> str:
 )
 def import_file(context: OpExecutionContext) -> Output[int]:
     """Import one file of a mount into its table; its rows replace what an earlier load of it left."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
     from dagster import AssetKey, AssetMaterialization
 
     from orchestration.storage.importer import ImportFailed
@@ -194,6 +195,9 @@ def import_file(context: OpExecutionContext) -> Output[int]:
         raise Failure(description=str(error), metadata={"details": json.dumps(error.details)}) from None
     except StorageError as error:
         raise Failure(description=f"storage {config['storage_id']}: {error.message}") from None
+    except ClickHouseError as error:
+        text = str(error).strip().splitlines()[0][:500] if str(error).strip() else type(error).__name__
+        raise Failure(description=f"warehouse error: {text}") from None
     finally:
         client.close()
     metadata = {**result.as_metadata(), "file": f"{mount_point.rstrip('/')}/{config['path']}"}

@@ -43,6 +43,8 @@ BATCH_ROWS = 50_000
 SOURCE_FILE = "_source_file"
 SOURCE_LINE = "_source_line"
 DEDUP_WINDOW = 1000
+# an empty file (or one whose rows were all quarantined) replaces the file's rows with none
+EMPTY_OK = "SETTINGS allow_replace_partition_from_empty_source = 1"
 
 
 class ImportFailed(RuntimeError):
@@ -390,10 +392,11 @@ def import_file(
             quarantine.flush()
             result.rows_loaded = sink.written if inferred.format == "csv" else result.rows_loaded
             result.rows_quarantined = quarantine.written
-            _publish(client, name, staging, source, by_file, load_id, result)
+            # the quarantine first: a failure between the two leaves the file's old rows, never lost ones
             _publish_quarantine(
                 client, rejected, rejected_staging, source, partition_key(client, rejected_table, database)
             )
+            _publish(client, name, staging, source, by_file, load_id, result)
         finally:
             for leftover in (staging, rejected_staging):
                 with contextlib.suppress(Exception):
@@ -411,7 +414,7 @@ def _publish(
     client: Any, name: str, staging: str, source: str, by_file: bool, load_id: str, result: ImportResult
 ) -> None:
     if by_file:
-        client.command(f"ALTER TABLE {name} REPLACE PARTITION {_literal(source)} FROM {staging}")
+        client.command(f"ALTER TABLE {name} REPLACE PARTITION {_literal(source)} FROM {staging} {EMPTY_OK}")
         return
     # a table without the per-file partition: the load id makes a repeated load of this file version a no-op
     client.command(
@@ -423,7 +426,8 @@ def _publish(
 
 def _publish_quarantine(client: Any, rejected: str, staging: str, source: str, key: str) -> None:
     if key == "source":
-        client.command(f"ALTER TABLE {rejected} REPLACE PARTITION {_literal(source)} FROM {staging}")
+        partition = _literal(source)
+        client.command(f"ALTER TABLE {rejected} REPLACE PARTITION {partition} FROM {staging} {EMPTY_OK}")
     else:
         client.command(
             f"ALTER TABLE {rejected} DELETE WHERE source = {_literal(source)} SETTINGS mutations_sync = 2"

@@ -200,11 +200,7 @@ class SftpStorage:
         self._client = paramiko.SSHClient()
         # first contact trusts the host key; the stored mount is what was checked at mount time
         self._client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        key = None
-        if config.private_key is not None:
-            import io
-
-            key = paramiko.PKey.from_private_key(io.StringIO(config.private_key.get_secret_value()))
+        key = _private_key(config.private_key.get_secret_value()) if config.private_key is not None else None
         try:
             self._client.connect(
                 config.host,
@@ -302,6 +298,19 @@ class SftpStorage:
         self._client.close()
 
 
+def _private_key(text: str) -> Any:
+    import io
+
+    import paramiko  # type: ignore[import-untyped]
+
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return kind.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise StorageError("config", "credentials.private_key is not an unencrypted Ed25519, ECDSA or RSA key")
+
+
 def _sftp_free_gb(sftp: Any, root: str) -> float:
     """Free space from OpenSSH's statvfs extension (the SFTP protocol itself has no such call)."""
     import struct
@@ -322,7 +331,7 @@ class SmbStorage:
 
     def __init__(self, config: MountConfig) -> None:
         import smbclient
-        from smbprotocol.exceptions import SMBAuthenticationError, SMBException, SMBOSError
+        from smbprotocol.exceptions import LogonFailure, SMBAuthenticationError, SMBException, SMBOSError
 
         if not config.host or not config.share_name:
             raise StorageError("config", "an smb mount needs host and share_name")
@@ -341,12 +350,11 @@ class SmbStorage:
                 password=self._password,
                 port=self._port,
                 connection_timeout=int(config.connect_timeout),
-                require_signing=False,
             )
             info = smbclient.stat(self.root, **self._kw())
             if not stat.S_ISDIR(info.st_mode):
                 raise StorageError("not_found", f"{config.path or config.share_name} is not a folder")
-        except SMBAuthenticationError:
+        except (SMBAuthenticationError, LogonFailure):
             raise StorageError("auth", "the SMB server refused the credentials") from None
         except SMBOSError as error:
             raise StorageError(
@@ -384,7 +392,7 @@ class SmbStorage:
                     if recursive and not is_temp_name(entry.name):
                         yield from walk(child)
                 elif entry.is_file():
-                    info = entry.stat()
+                    info = self._smbclient.stat(self._full(child), **self._kw())
                     yield FileEntry(child, int(info.st_size), float(info.st_mtime))
 
         return _walk_filter(walk(folder), pattern)

@@ -27,7 +27,9 @@ def mount_local(api: httpx.Client, caller: Caller, path: str, **extra: Any) -> d
     return dict(response.json())
 
 
-def wait_for_runs(dagster: DagsterClient, tags: dict[str, str], count: int, timeout: float = 90) -> list[Run]:
+def wait_for_runs(
+    dagster: DagsterClient, tags: dict[str, str], count: int, timeout: float = 240
+) -> list[Run]:
     """The runs with these tags once `count` of them have finished (newest first)."""
     deadline = time.monotonic() + timeout
     runs: list[Run] = []

@@ -8,11 +8,16 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 from clickhouse_connect.driver.client import Client
 from storage_helpers import Caller, mount_local
 
 from api.dagster_client import DagsterClient, RunStatus
 from tests.api.api_helpers import assert_error_shape
+
+# the session stack starts inside the first test's time; runs share 2 cores with everything else
+pytestmark = pytest.mark.timeout(900)
+RUN_TIMEOUT = 240
 
 CP1251_CSV = (
     "id;amount;day;note\n"
@@ -65,7 +70,7 @@ def test_import_infers_loads_quarantines_and_replaces(
         "note": ("string", True),
     }
     assert body["estimated_rows"] == 5 and body["estimated_rows_exact"] is True
-    run = dagster.wait_for_run(body["run_id"], timeout=120)
+    run = dagster.wait_for_run(body["run_id"], timeout=RUN_TIMEOUT)
     assert run.status is RunStatus.SUCCESS
     status = api.get(f"/mvp/storage/imports/{body['import_id']}", headers=engineer.headers).json()
     assert status["status"] == "completed" and status["rows_loaded"] == 4 and status["rows_quarantined"] == 1
@@ -78,7 +83,7 @@ def test_import_infers_loads_quarantines_and_replaces(
     )
     response = _import(api, engineer, mount["mount_point"], "daily/sales.csv", database)
     assert response.status_code == 202, response.text
-    assert dagster.wait_for_run(response.json()["run_id"], timeout=120).status is RunStatus.SUCCESS
+    assert dagster.wait_for_run(response.json()["run_id"], timeout=RUN_TIMEOUT).status is RunStatus.SUCCESS
     rows = warehouse.query(
         f"SELECT id, amount, note, _source_line FROM {database}.sales ORDER BY id"
     ).result_rows
@@ -96,14 +101,14 @@ def test_import_infers_loads_quarantines_and_replaces(
 
     # the same file again: its rows replace themselves (no duplicates); a changed file replaces them
     response = _import(api, engineer, mount["mount_point"], "daily/sales.csv", database)
-    assert dagster.wait_for_run(response.json()["run_id"], timeout=120).status is RunStatus.SUCCESS
+    assert dagster.wait_for_run(response.json()["run_id"], timeout=RUN_TIMEOUT).status is RunStatus.SUCCESS
     assert warehouse.command(f"SELECT count() FROM {database}.sales") == 2
     assert warehouse.command(f"SELECT count() FROM {database}.sales__rejected") == 3
     (folder / "daily" / "sales.csv").write_bytes(
         "id;amount;day;note\n7;1.00;2025-11-01;new\n".encode("cp1251")
     )
     response = _import(api, engineer, mount["mount_point"], "daily/sales.csv", database)
-    assert dagster.wait_for_run(response.json()["run_id"], timeout=120).status is RunStatus.SUCCESS
+    assert dagster.wait_for_run(response.json()["run_id"], timeout=RUN_TIMEOUT).status is RunStatus.SUCCESS
     assert warehouse.query(f"SELECT id FROM {database}.sales").result_rows == [(7,)]
     assert warehouse.command(f"SELECT count() FROM {database}.sales__rejected") == 0
 

@@ -22,6 +22,10 @@ from orchestration.defs.watches import Watch, watch_sensor
 from orchestration.stack import Stack
 from tests.api.api_helpers import assert_error_shape
 
+# the session stack starts inside the first test's time; runs share 2 cores with everything else
+pytestmark = pytest.mark.timeout(900)
+RUN_TIMEOUT = 240
+
 
 @pytest.fixture(scope="module")
 def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
@@ -81,7 +85,7 @@ def test_sftp_mount_import_and_watch(
 
     accepted = _import(api, engineer, f"{point}/in/a.csv", database)
     assert accepted.status_code == 202, accepted.text
-    assert dagster.wait_for_run(accepted.json()["run_id"], timeout=120).status is RunStatus.SUCCESS
+    assert dagster.wait_for_run(accepted.json()["run_id"], timeout=RUN_TIMEOUT).status is RunStatus.SUCCESS
     rows = warehouse.query(f"SELECT id, city, _source_file FROM {database}.remote ORDER BY id").result_rows
     assert rows == [(1, "Oslo", "in/a.csv"), (2, "Riga", "in/a.csv")]
     assert_error_shape(_import(api, engineer, f"{point}/in/out.csv", database), 422, "VALIDATION_ERROR")
@@ -140,7 +144,7 @@ def test_smb_mount_and_gzip_import(
     assert accepted.status_code == 202, accepted.text
     schema = accepted.json()["inferred_schema"]
     assert schema["compression"] == "gzip" and [c["type"] for c in schema["columns"]] == ["date", "decimal"]
-    assert dagster.wait_for_run(accepted.json()["run_id"], timeout=120).status is RunStatus.SUCCESS
+    assert dagster.wait_for_run(accepted.json()["run_id"], timeout=RUN_TIMEOUT).status is RunStatus.SUCCESS
     rows = warehouse.query(
         f"SELECT toString(day), toString(amount) FROM {database}.remote ORDER BY day"
     ).result_rows

@@ -14,6 +14,7 @@ from storage_helpers import Caller
 from api.core.permissions import ROLE_NAMES, role_can
 from tests.api.api_helpers import assert_error_shape
 
+pytestmark = pytest.mark.timeout(900)  # the session stack may start inside these tests
 MISSING = "missing_0000"
 # (method, path template, resource action, body)
 CASES: list[tuple[str, str, str, Any]] = [

@@ -8,12 +8,17 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from clickhouse_connect.driver.client import Client
 from storage_helpers import Caller, mount_local, wait_for_runs
 
 from api.dagster_client import DagsterClient, InstigationStatus, RunStatus
 from orchestration.defs.watches import TAG_FILE, TAG_WATCH
 from tests.api.api_helpers import assert_error_shape
+
+# the session stack starts inside the first test's time; runs share 2 cores with everything else
+pytestmark = pytest.mark.timeout(900)
+RUN_TIMEOUT = 240
 
 
 def _drop(folder: Path, name: str, text: str) -> None:

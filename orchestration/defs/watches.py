@@ -235,7 +235,8 @@ def watch_sensor(watch: Watch, database_url: Callable[[], str] = _database_url) 
         try:
             mount, _ = load_mount(url, watch.storage_id)
             with connected(mount, _local_roots()) as storage:
-                folder = normalize_relative(watch.watch_path.lstrip("/"))  # stored as "/<folder of the mount>"
+                # stored as "/<folder of the mount>"
+                folder = normalize_relative(watch.watch_path.lstrip("/"))
                 entries = storage.list_files(folder, watch.file_pattern, watch.recursive)
                 state = ScanState.parse(context.cursor)
                 ready, state = complete_files(entries, state, time.time())

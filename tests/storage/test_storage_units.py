@@ -117,3 +117,29 @@ def test_a_file_is_requested_once_when_stable() -> None:
     assert complete_files([changed], state, now + 5)[0] == [changed]
     assert file_run_key(grown, "h1") == file_run_key(FileEntry("a.csv", 20, grown.mtime), "h1")
     assert len({file_run_key(grown, "h1"), file_run_key(grown, "h2"), file_run_key(changed, "h1")}) == 3
+
+
+def test_watches_build_into_the_pipelines_location() -> None:
+    from dagster import DefaultSensorStatus, Definitions
+
+    from orchestration.defs.pipelines import build_definitions
+    from orchestration.defs.watches import Watch, build_watches
+    from orchestration.specs.pipeline_plan import plan_location
+
+    watches = [
+        Watch("watch_a", "storage_a", "/in", "*.csv", False, True, {"target_table": "t"}, "active", 2),
+        Watch("watch_b", "storage_a", "/", "*", True, False, {}, "paused", 5),
+    ]
+    merged = Definitions.merge(
+        build_definitions(plan_location([])), build_watches("postgresql://unused", loader=lambda _: watches)
+    )
+    Definitions.validate_loadable(merged)
+    assert merged.resolve_sensor_def("watch_watch_a").default_status is DefaultSensorStatus.RUNNING
+    assert merged.resolve_sensor_def("watch_watch_b").default_status is DefaultSensorStatus.STOPPED
+    assert merged.resolve_job_def("storage_import").tags["dagster/max_retries"] == "3"
+
+    def broken(_: str) -> list[Watch]:
+        raise OSError("metadata DB down")
+
+    # the pipelines sharing the location load even when the watches cannot be read
+    assert build_watches("postgresql://unused", loader=broken).sensors == []

@@ -37,6 +37,7 @@ from api.preferences.router import dashboards_router, preferences_router
 from api.projects.router import router as projects_router
 from api.roles.router import router as roles_router
 from api.schema import router as schema_router
+from api.storage.router import router as storage_router
 from api.users.router import router as users_router
 from api.webhooks.router import router as webhooks_router
 
@@ -127,6 +128,7 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
         datamarts_router,
         datamarts_export_router,
         export_download_router,
+        storage_router,
     ):
         api.include_router(domain_router)
     app.include_router(health_root_router)

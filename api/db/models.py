@@ -38,3 +38,4 @@ import api.connectors.models  # noqa: E402, F401
 import api.datamarts.models  # noqa: E402, F401
 import api.pipelines.models  # noqa: E402, F401
 import api.schema.models  # noqa: E402, F401
+import api.storage.models  # noqa: E402, F401

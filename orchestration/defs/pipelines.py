@@ -204,6 +204,11 @@ def build_location(
     record_failures(url, location.failures, rows)
     for pipeline_id, error in location.failures.items():
         logger.warning("pipeline %s left out of the location: %s", pipeline_id, error)
+    if loader is load_deployed:
+        from orchestration.defs.watches import build_watches
+
+        # watched folders are read from the same DB at the same moment: one reload picks up both
+        defs = Definitions.merge(defs, build_watches(url))
     return defs
 
 

@@ -1,0 +1,1 @@
+"""Watched storage: mounts, folder watches (Dagster sensors) and file imports."""

@@ -1,0 +1,91 @@
+"""Crash test (last of the storage tests: it restarts parts of the session stack): files dropped in a
+watched folder, the run workers and the daemon killed with SIGKILL while imports run, both restarted;
+afterwards every file's rows are in the table exactly once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from clickhouse_connect.driver.client import Client
+from storage_helpers import Caller, mount_local
+
+from api.dagster_client import DagsterClient, RunStatus
+from orchestration.defs.watches import TAG_WATCH
+from orchestration.stack import Stack
+
+pytestmark = pytest.mark.timeout(900)
+FILES = 12
+ROWS = 200
+
+
+def _restart(stack: Stack, names: tuple[str, ...]) -> None:
+    components = [c for c in stack.components if c.name in names]
+    assert {c.name for c in components} == set(names)
+    for component in components:
+        component.signal_group(signal.SIGKILL)
+        assert component.process is not None
+        component.process.wait(timeout=30)
+    for component in components:
+        component.start(stack.env, stack.output)
+    deadline = time.monotonic() + 240
+    while not all(c.ready() for c in components):
+        assert time.monotonic() < deadline, "restarted components not ready"
+        assert all(c.alive() for c in components), "a restarted component died"
+        time.sleep(0.5)
+
+
+def test_each_file_exactly_once_after_killing_workers_and_daemon(
+    api: httpx.Client,
+    engineer: Caller,
+    folder: Path,
+    dagster: DagsterClient,
+    warehouse: Client,
+    database: str,
+    stack: Stack,
+) -> None:
+    mount = mount_local(api, engineer, str(folder))
+    created = api.post(
+        "/mvp/storage/watch",
+        headers=engineer.headers,
+        json={
+            "storage_id": mount["storage_id"],
+            "file_pattern": "*.csv",
+            "poll_interval_seconds": 1,
+            "import_config": {"target_table": "crash", "target_database": database},
+        },
+    )
+    assert created.status_code == 201, created.text
+    tags = {TAG_WATCH: created.json()["watch_id"]}
+    for index in range(FILES):
+        lines = "".join(f"{index * ROWS + row},{index}\n" for row in range(ROWS))
+        (folder / f"part_{index:02d}.csv").write_text("id,part\n" + lines)
+
+    deadline = time.monotonic() + 240
+    while not any(
+        r.status is RunStatus.STARTED for r in dagster.list_runs(job_name="storage_import", tags=tags).items
+    ):
+        assert time.monotonic() < deadline, "no import run started"
+        time.sleep(0.3)
+    _restart(stack, ("run-workers", "dagster-daemon"))
+
+    expected = [(f"part_{i:02d}.csv", ROWS) for i in range(FILES)]
+    deadline = time.monotonic() + 420
+    counts: list[tuple[str, int]] = []
+    while time.monotonic() < deadline:
+        if warehouse.command(f"EXISTS TABLE {database}.crash") == 1:
+            counts = warehouse.query(
+                f"SELECT _source_file, count() FROM {database}.crash "
+                "GROUP BY _source_file ORDER BY _source_file"
+            ).result_rows
+            counts = [(str(name), int(count)) for name, count in counts]
+            if counts == expected:
+                break
+        time.sleep(1)
+    assert counts == expected
+    assert warehouse.command(f"SELECT uniqExact(id) = count() FROM {database}.crash") == 1
+    runs = dagster.list_runs(job_name="storage_import", tags=tags, limit=100).items
+    assert len({r.tags["aetl/file"] for r in runs if r.status is RunStatus.SUCCESS}) == FILES

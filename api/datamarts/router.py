@@ -202,9 +202,13 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     "/files/{file_id}.xlsx",
     response_class=FileResponse,
     responses={
-        200: {"content": {XLSX: {}}, "description": "the workbook"},
+        200: {
+            "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the workbook",
+        },
         403: ERROR_RESPONSES[403],
         410: {**NOT_FOUND[404], "description": "The link has expired"},
+        422: ERROR_RESPONSES[422],
     },
 )
 def download_export(

@@ -19,7 +19,6 @@ from api.core import security
 
 NON_ASCII_DIGITS = "١٢٣٤٥٦"  # Arabic-Indic: str.isdigit() is True for them
 EXAMPLES_PER_OPERATION = 5
-FUZZ_BUDGET_SECONDS = 90
 
 
 def test_non_ascii_one_time_code_is_refused_cleanly(
@@ -98,5 +97,5 @@ def test_fuzz_the_whole_openapi_without_a_5xx(start_api: Callable[..., ApiServer
 
         call()
     elapsed = time.monotonic() - started
+    print(f"fuzzed {len(operations)} operations in {elapsed:.0f} s")  # a figure, not a pass/fail check
     assert not failures, "\n".join(failures[:20])
-    assert elapsed < FUZZ_BUDGET_SECONDS * 2, f"fuzzing took {elapsed:.0f}s"

@@ -11,7 +11,7 @@ import pyotp
 from api_helpers import PASSWORD, ApiServer, ApiUser, assert_error_shape
 
 LOGIN = "/api/v1/auth/login"
-LOCK_SECONDS = 30
+LOCK_SECONDS = 15
 
 
 def _login(client: httpx.Client, username: str, password: str, **extra: str) -> httpx.Response:

@@ -101,8 +101,11 @@ async def load(
             try:
                 response = await client.request(method, url, headers=headers, json=json)
                 ok = response.status_code == 200
-            except httpx.HTTPError:
+                if not ok:
+                    print(f"    error: {response.status_code} {response.text[:200]}", file=sys.stderr)
+            except httpx.HTTPError as error:
                 ok = False
+                print(f"    error: {type(error).__name__} {error}", file=sys.stderr)
             latencies.append((time.perf_counter() - started) * 1000)
             errors += 0 if ok else 1
 

@@ -165,6 +165,33 @@ def run_api_pipeline(api: httpx.Client, client: DagsterClient, pipeline_id: str)
     return Sample(total, phases)
 
 
+def create_ten_row_pipeline(api_url: str, username: str, password: str) -> str:
+    """A deployed 10-row warehouse pipeline (query source, SQL step, replace load) of the started stack."""
+    with httpx.Client(base_url=api_url, timeout=60) as api:
+        api.headers["Authorization"] = f"Bearer {api_token(api, username, password)}"
+        body = {
+            "name": "Run latency 10 rows",
+            "sources": [{"id": "numbers", "type": "clickhouse",
+                         "query": "SELECT number AS n, toString(number) AS s FROM numbers(10)"}],
+            "transformations": [{"id": "double", "type": "sql",
+                                 "sql": "SELECT n, n * 2 AS twice, s FROM numbers"}],
+            "targets": [{"id": "out", "table": "run_latency_ten", "mode": "replace", "order_by": ["n"]}],
+        }  # fmt: skip
+        created = api.post("/api/v1/pipelines", json=body)
+        if created.status_code != 201:
+            raise RuntimeError(f"create pipeline: HTTP {created.status_code} {created.text[:300]}")
+        pipeline_id = str(created.json()["id"])
+        api.post(f"/api/v1/pipelines/{pipeline_id}/deploy").raise_for_status()
+        deadline = time.monotonic() + 180
+        while True:
+            state = api.get(f"/api/v1/pipelines/{pipeline_id}/status").json()["data"]["deploy_status"]
+            if state == "deployed":
+                return pipeline_id
+            if state == "failed" or time.monotonic() > deadline:
+                raise RuntimeError(f"deploy of the benchmark pipeline: {state}")
+            time.sleep(0.5)
+
+
 def summarize(label: str, samples: list[Sample]) -> None:
     failed = sum(1 for s in samples if s.total != s.total)
     totals = [s.total for s in samples if s.total == s.total]
@@ -273,7 +300,9 @@ def main() -> int:
     parser.add_argument("--dagster-url", help="measure a running stack instead of starting one")
     parser.add_argument("--api-url", default="http://127.0.0.1:8000")
     parser.add_argument(
-        "--api-pipeline", help="pipeline id: also time POST /pipelines/{id}/run through the API"
+        "--api-pipeline",
+        help="pipeline id: also time POST /pipelines/{id}/run through the API ('auto': create a deployed "
+        "10-row warehouse pipeline in the stack this script starts)",
     )
     parser.add_argument("--username", default="admin")
     parser.add_argument("--password", default="admin12345")
@@ -289,6 +318,8 @@ def main() -> int:
         own_stack(args.stack_launcher, Path(tmp)) as (dagster_url, api_url),
     ):
         args.api_url = api_url
+        if args.api_pipeline == "auto":
+            args.api_pipeline = create_ten_row_pipeline(api_url, args.username, args.password)
         bench_stack(dagster_url, args, f"AETL_RUN_LAUNCHER={args.stack_launcher}")
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -162,3 +163,31 @@ class WarehouseProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+# -- callers of the session stack's API (the client's base URL ends in /api/v1) -------------------
+
+USER_PASSWORD = "Secret1234"
+
+
+def login(api: httpx.Client, username: str, password: str) -> str:
+    """An access token for the user."""
+    response = api.post("/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def admin_token(api: httpx.Client, settings: Settings) -> str:
+    return login(api, settings.admin_username, settings.admin_password.get_secret_value())
+
+
+def new_user(api: httpx.Client, admin_headers: dict[str, str], role: str, prefix: str) -> tuple[str, str]:
+    """A new user of the role (own rate-limit budget), logged in: (user id, access token)."""
+    name = f"{prefix}_{role}_{secrets.token_hex(4)}"
+    created = api.post(
+        "/users",
+        headers=admin_headers,
+        json={"username": name, "email": f"{name}@example.com", "password": USER_PASSWORD, "role": role},
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["data"]["id"]), login(api, name, USER_PASSWORD)

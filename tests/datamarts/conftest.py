@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
-from datamart_helpers import PASSWORD, Caller
+from datamart_helpers import Caller
 
 from api.dagster_client import DagsterClient
 from orchestration.stack import Stack
 from orchestration.warehouse.client import get_client
+from tests.support import admin_token, new_user
 
 
 @pytest.fixture(scope="module")
@@ -24,28 +24,14 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def admin(api: httpx.Client, stack: Stack) -> Caller:
-    settings = stack.settings
-    response = api.post(
-        "/auth/login",
-        json={"username": settings.admin_username, "password": settings.admin_password.get_secret_value()},
-    )
-    assert response.status_code == 200, response.text
-    return Caller("admin", {"Authorization": f"Bearer {response.json()['access_token']}"})
+    return Caller("admin", {"Authorization": f"Bearer {admin_token(api, stack.settings)}"})
 
 
 @pytest.fixture(scope="module")
 def make_caller(api: httpx.Client, admin: Caller) -> Callable[[str], Caller]:
     def make(role: str) -> Caller:
-        name = f"dm_{role}_{secrets.token_hex(4)}"
-        created = api.post(
-            "/users",
-            headers=admin.headers,
-            json={"username": name, "email": f"{name}@example.com", "password": PASSWORD, "role": role},
-        )
-        assert created.status_code == 201, created.text
-        login = api.post("/auth/login", json={"username": name, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        return Caller(role, {"Authorization": f"Bearer {login.json()['access_token']}"})
+        _, token = new_user(api, admin.headers, role, "dm")
+        return Caller(role, {"Authorization": f"Bearer {token}"})
 
     return make
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PASSWORD = "Secret1234"
-
 
 @dataclass
 class Caller:

@@ -3,18 +3,18 @@ code location), the embedded warehouse and PostgreSQL."""
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
-from pipeline_helpers import PASSWORD, Caller
+from pipeline_helpers import Caller
 
 from api.dagster_client import DagsterClient
 from orchestration.stack import Stack
 from orchestration.warehouse.client import get_client
+from tests.support import admin_token, new_user
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +25,7 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="session")
 def admin(api: httpx.Client, stack: Stack) -> Caller:
-    settings = stack.settings
-    response = api.post(
-        "/auth/login",
-        json={"username": settings.admin_username, "password": settings.admin_password.get_secret_value()},
-    )
-    assert response.status_code == 200, response.text
-    token = response.json()["access_token"]
+    token = admin_token(api, stack.settings)
     me = api.get("/users/me", headers={"Authorization": f"Bearer {token}"}).json()
     return Caller("admin", me["id"], {"Authorization": f"Bearer {token}"}, token)
 
@@ -41,17 +35,8 @@ def make_caller(api: httpx.Client, admin: Caller) -> Callable[[str], Caller]:
     """A new user of the role (own rate-limit budget), logged in."""
 
     def make(role: str) -> Caller:
-        name = f"p_{role}_{secrets.token_hex(4)}"
-        created = api.post(
-            "/users",
-            headers=admin.headers,
-            json={"username": name, "email": f"{name}@example.com", "password": PASSWORD, "role": role},
-        )
-        assert created.status_code == 201, created.text
-        login = api.post("/auth/login", json={"username": name, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        token = login.json()["access_token"]
-        return Caller(role, created.json()["data"]["id"], {"Authorization": f"Bearer {token}"}, token)
+        user_id, token = new_user(api, admin.headers, role, "p")
+        return Caller(role, user_id, {"Authorization": f"Bearer {token}"}, token)
 
     return make
 

@@ -11,8 +11,6 @@ import httpx
 
 from api.dagster_client import DagsterClient
 
-PASSWORD = "Secret1234"
-
 
 @dataclass
 class Caller:

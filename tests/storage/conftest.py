@@ -3,7 +3,6 @@ location, the embedded warehouse, PostgreSQL); SFTP and SMB tests start their ow
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,11 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
-from storage_helpers import PASSWORD, Caller
+from storage_helpers import Caller
 
 from api.dagster_client import DagsterClient
 from orchestration.stack import Stack
 from orchestration.warehouse.client import get_client
+from tests.support import admin_token, new_user
 
 
 @pytest.fixture(scope="session")
@@ -27,25 +27,11 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def make_caller(api: httpx.Client, stack: Stack) -> Callable[[str], Caller]:
     """A new user of the role (own rate-limit budget), logged in."""
-    settings = stack.settings
-    response = api.post(
-        "/auth/login",
-        json={"username": settings.admin_username, "password": settings.admin_password.get_secret_value()},
-    )
-    assert response.status_code == 200, response.text
-    admin_headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    admin_headers = {"Authorization": f"Bearer {admin_token(api, stack.settings)}"}
 
     def make(role: str) -> Caller:
-        name = f"s_{role}_{secrets.token_hex(4)}"
-        created = api.post(
-            "/users",
-            headers=admin_headers,
-            json={"username": name, "email": f"{name}@example.com", "password": PASSWORD, "role": role},
-        )
-        assert created.status_code == 201, created.text
-        login = api.post("/auth/login", json={"username": name, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        return Caller(role, {"Authorization": f"Bearer {login.json()['access_token']}"})
+        _, token = new_user(api, admin_headers, role, "s")
+        return Caller(role, {"Authorization": f"Bearer {token}"})
 
     return make
 

@@ -10,8 +10,6 @@ import httpx
 
 from api.dagster_client import DagsterClient, Run
 
-PASSWORD = "Secret1234"
-
 
 @dataclass
 class Caller:

@@ -8,6 +8,11 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
+def string_literal(value: str) -> str:
+    """A ClickHouse string literal: backslashes and single quotes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def qualified_name(table: str, database: str | None = None) -> str:
     return f"{quote_identifier(database)}.{quote_identifier(table)}" if database else quote_identifier(table)
 

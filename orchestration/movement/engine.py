@@ -25,7 +25,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from orchestration.connectors.config import ConnectorConfig
 from orchestration.connectors.store import load_connector
 from orchestration.connectors.types import arrow_to_clickhouse, nullable
-from orchestration.lib.sql import qualified_name, quote_identifier, table_swap_statements
+from orchestration.lib.sql import qualified_name, quote_identifier, string_literal, table_swap_statements
 from orchestration.movement.extract import (
     STAGING_DATABASE,
     ExtractError,
@@ -406,7 +406,7 @@ def _summary_int(summary: Any, key: str) -> int:
 def _settings_sql(settings: dict[str, Any]) -> str:
     parts = []
     for key, value in settings.items():
-        literal = _string_literal(value) if isinstance(value, str) else str(int(value))
+        literal = string_literal(value) if isinstance(value, str) else str(int(value))
         parts.append(f"{key} = {literal}")
     return ", ".join(parts)
 
@@ -456,7 +456,7 @@ def _load_select(
         before = _row_count(client, name)
         summary = client.command(
             f"INSERT INTO {name} SETTINGS insert_deduplicate = 1, "
-            f"insert_deduplication_token = {_string_literal(token)}{', ' + extra if extra else ''} "
+            f"insert_deduplication_token = {string_literal(token)}{', ' + extra if extra else ''} "
             f"{source_select}"
         )
         if target.mode is LoadMode.MERGE:
@@ -469,7 +469,3 @@ def _load_select(
         # a block the warehouse dropped as a repeat of this load id was not written
         result.rows_written = max(0, _row_count(client, name) - before)
     result.loading_time_ms = (time.perf_counter() - started) * 1000
-
-
-def _string_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

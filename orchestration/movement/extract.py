@@ -40,7 +40,7 @@ from orchestration.connectors.config import (
     PostgresConfig,
 )
 from orchestration.connectors.types import arrow_to_clickhouse, nullable
-from orchestration.lib.sql import qualified_name, quote_identifier
+from orchestration.lib.sql import qualified_name, quote_identifier, string_literal
 from orchestration.specs.pipeline import Source
 from orchestration.warehouse.credentials import PIPE_FOLDER, data_root
 
@@ -248,11 +248,10 @@ def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, blocks:
 
     writer = threading.Thread(target=write, name="pipe-writer", daemon=True)
     writer.start()
-    literal = str(fifo).replace("\\", "\\\\").replace("'", "\\'")
-    structure_literal = structure.replace("\\", "\\\\").replace("'", "\\'")
     try:
         summary = client.command(
-            f"INSERT INTO {table} SELECT * FROM file('{literal}', '{fmt}', '{structure_literal}') "
+            f"INSERT INTO {table} SELECT * FROM file({string_literal(str(fifo))}, '{fmt}', "
+            f"{string_literal(structure)}) "
             "SETTINGS input_format_parallel_parsing = 1"
         )
     except BaseException:

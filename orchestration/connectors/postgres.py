@@ -8,7 +8,7 @@ the run worker only forwards bytes, in bounded chunks.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import psycopg
@@ -239,7 +239,7 @@ def copy_stream(
     columns: list[ColumnInfo],
     cursor_column: str | None = None,
     cursor_after: Any = None,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The rows as TabSeparated bytes, straight from `COPY … TO STDOUT` (text format)."""
     conn.execute("SET DateStyle = 'ISO, YMD'")
     conn.execute("SET TimeZone = 'UTC'")

@@ -29,6 +29,7 @@ from orchestration.lib.sql import qualified_name, quote_identifier, string_liter
 from orchestration.movement.extract import (
     STAGING_DATABASE,
     ExtractError,
+    PipeFeed,
     StagedSource,
     create_staging,
     insert_batches,
@@ -134,7 +135,11 @@ def move_target(
         for step_id in steps:
             source = next((s for s in document.sources if s.id == step_id), None)
             if source is not None:
-                piece = _extract(client, document, target, source, lookup, load_key, context, warehouse.url)
+                # replaced from this source alone: a streamed source may feed the load itself
+                direct = target.mode is LoadMode.REPLACE and steps == [step_id]
+                piece = _extract(
+                    client, document, target, source, lookup, load_key, context, warehouse.url, direct
+                )
                 staged.append(piece)
                 bodies[step_id] = piece.body
                 result.extraction_time_ms += piece.seconds * 1000
@@ -153,7 +158,8 @@ def move_target(
         settings: dict[str, Any] = {}
         for piece in staged:
             settings.update(piece.insert_settings)
-        _load_select(select, target, context, client, result, settings)
+        feeds = [piece.feed for piece in staged if piece.feed is not None]
+        _load_select(select, target, context, client, result, settings, feeds)
         result.rows_read = _rows_read(staged, result)
         result.bytes_read = sum(p.bytes_read for p in staged) or result.bytes_read
         for piece in staged:
@@ -165,6 +171,8 @@ def move_target(
     except ClickHouseError as error:
         raise MoveError(f"target {target.id}: warehouse error: {_first_line(error)}") from None
     finally:
+        for piece in staged:
+            piece.close()
         _drop_staging(client, staged)
         client.close()
     context.log.info(
@@ -205,6 +213,7 @@ def _extract(
     load_key: str,
     context: MoveContext,
     warehouse_url: str,
+    direct: bool = False,
 ) -> StagedSource:
     config: ConnectorConfig | None = None
     if source.connector_id is not None:
@@ -253,6 +262,7 @@ def _extract(
         structure=structure,
         rejects_path=rejects_path,
         warehouse_url=warehouse_url,
+        direct=direct,
     )
     context.log.info(
         f"{target.id}: source {source.id} via {piece.path}"
@@ -418,7 +428,9 @@ def _load_select(
     client: Any,
     result: MoveResult,
     settings: dict[str, Any] | None = None,
+    feeds: list[PipeFeed] | None = None,
 ) -> None:
+    """`feeds` (only in replace mode, see stage_source) are fed while the insert into the new table runs."""
     name = qualified_name(target.table, target.database)
     extra = _settings_sql(settings or {})
     started = time.perf_counter()
@@ -433,15 +445,20 @@ def _load_select(
         client.command(_create_statement(name, target, select))
         client.command(_create_statement(staging, target, select))
         try:
-            summary = client.command(
-                f"INSERT INTO {staging} {select}" + (f" SETTINGS {extra}" if extra else "")
-            )
+            with contextlib.ExitStack() as feeding:
+                for feed in feeds or []:
+                    feeding.enter_context(feed.feeding())
+                summary = client.command(
+                    f"INSERT INTO {staging} {select}" + (f" SETTINGS {extra}" if extra else "")
+                )
             for statement in table_swap_statements(target.table, staging_table, target.database):
                 client.command(statement)
         except BaseException:
             client.command(f"DROP TABLE IF EXISTS {staging} SYNC")
             raise
     else:
+        # an insert into a live table is not atomic across blocks: a stream must be staged first
+        assert not feeds, "streamed sources feed only a replace"
         client.command(_create_statement(name, target, select))
         source_select = select
         if target.mode is LoadMode.INCREMENTAL:

@@ -4,8 +4,11 @@ The fastest real path per source type:
 - the platform's warehouse tables: read in place (a CTE), nothing moves;
 - CSV/TSV/JSON lines/Parquet files the warehouse may read: `file(...)` in place, the warehouse
   parses them itself (no Python in the row path);
-- PostgreSQL: `COPY (…) TO STDOUT` in text format streamed as TabSeparated into a staging table
-  (PostgreSQL's text format is ClickHouse's TSV; the run worker only forwards byte blocks);
+- PostgreSQL: `COPY (…) TO STDOUT` in text format streamed as TabSeparated through a named pipe
+  that the local warehouse reads with file() (PostgreSQL's text format is ClickHouse's TSV; the run
+  worker only forwards byte blocks): straight into the load when the target is replaced from this
+  source alone (the load writes a fresh table swapped in at the end, so a failed stream publishes
+  nothing), else into a staging table first;
 - MySQL/MariaDB, other ClickHouse servers, Excel and files the warehouse cannot read: Arrow record
   batches of bounded size inserted into a staging table one by one.
 Staging tables live in the `aetl_staging` database and are dropped after the load.
@@ -65,6 +68,32 @@ class StagedSource:
     # input-format settings of the final insert (e.g. quarantine of rows that do not parse)
     insert_settings: dict[str, Any] = field(default_factory=dict)
     rejects_file: str | None = None
+    # a source the final insert reads straight from a named pipe, fed while that insert runs
+    feed: PipeFeed | None = None
+
+    def close(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
+
+
+@dataclass
+class PipeFeed:
+    """Byte blocks for a named pipe that a statement of the warehouse reads (file(<fifo>)).
+
+    `resources` holds what the blocks need (the source's connection and its COPY) and the pipe
+    itself; `source_error` turns a failure of the source into the run's message.
+    """
+
+    fifo: Path
+    blocks: Iterator[bytes]
+    resources: contextlib.ExitStack
+    source_error: Callable[[BaseException], BaseException]
+
+    def feeding(self) -> contextlib.AbstractContextManager[None]:
+        return feeding_pipe(self.fifo, self.blocks, self.source_error)
+
+    def close(self) -> None:
+        self.resources.close()
 
 
 def staging_name(load_key: str, target_id: str, step_id: str) -> str:
@@ -116,11 +145,19 @@ def stage_source(
     structure: Callable[[], str | None],
     rejects_path: Callable[[], str],
     warehouse_url: str = "",
+    direct: bool = False,
 ) -> StagedSource:
-    """Make `source` readable by the final insert; raises ExtractError with a message for the run log."""
+    """Make `source` readable by the final insert; raises ExtractError with a message for the run log.
+
+    `direct`: the final insert writes a fresh table that is published only if the insert and the
+    source's stream both succeed (a replace), so a streamed source may be read by it in place
+    (StagedSource.feed; the caller runs the insert inside `feed.feeding()` and closes the piece).
+    """
     started = time.perf_counter()
     try:
-        staged = _stage(client, source, config, staging, cursor, structure, rejects_path, warehouse_url)
+        staged = _stage(
+            client, source, config, staging, cursor, structure, rejects_path, warehouse_url, direct
+        )
     except ExtractError:
         raise
     except Exception as error:  # noqa: BLE001 - every source failure becomes one clear message
@@ -138,6 +175,7 @@ def _stage(
     structure: Callable[[], str | None],
     rejects_path: Callable[[], str],
     warehouse_url: str,
+    direct: bool,
 ) -> StagedSource:
     if config is None or (isinstance(config, ClickHouseConfig) and config.is_platform_warehouse):
         database = source.database or (config.database if isinstance(config, ClickHouseConfig) else None)
@@ -146,6 +184,8 @@ def _stage(
         return _stage_file(client, source, config, staging, structure, rejects_path, warehouse_url)
     cursor_after = cursor() if cursor is not None and source.cursor_column else None
     if isinstance(config, PostgresConfig):
+        if direct and files.warehouse_is_local(warehouse_url):
+            return _postgres_feed(client, source, config, staging, cursor_after)
         return _stage_postgres(client, source, config, staging, cursor_after, warehouse_url)
     if isinstance(config, MySQLConfig):
         columns, batches = mysql.stream_batches(
@@ -208,6 +248,49 @@ def _stage_postgres(
     return StagedSource(f"SELECT * FROM {table}", path, rows, counted["bytes"], staging_table=staging)
 
 
+def _postgres_feed(
+    client: Any, source: Source, config: PostgresConfig, staging: str, cursor_after: Any
+) -> StagedSource:
+    """COPY → named pipe → the final insert itself: the rows are written once, into the new table."""
+    resources = contextlib.ExitStack()
+    try:
+        conn = resources.enter_context(postgres.connect(config))
+        columns = postgres.relation_columns(conn, config, source.table, source.query)
+        stream = postgres.copy_stream(
+            conn, config, source.table, source.query, columns, source.cursor_column, cursor_after
+        )
+        resources.callback(stream.close)
+        first = next(stream, None)  # the COPY has started: errors of the query show up here
+        if first is None:
+            resources.close()
+            table = create_staging(client, staging, [(c.name, c.clickhouse_type) for c in columns])
+            return StagedSource(
+                f"SELECT * FROM {table}", "postgres_copy_text_tsv", 0, 0, staging_table=staging
+            )
+        fifo = new_pipe()
+        resources.callback(fifo.unlink, missing_ok=True)
+    except BaseException:
+        resources.close()
+        raise
+    structure = ", ".join(f"{quote_identifier(c.name)} {c.clickhouse_type}" for c in columns)
+    body = f"SELECT * FROM file({string_literal(str(fifo))}, 'TabSeparated', {string_literal(structure)})"
+    feed = PipeFeed(fifo, _chain(first, stream), resources, lambda error: _source_error(source, error))
+    return StagedSource(
+        body,
+        "postgres_copy_text_pipe_direct",
+        None,
+        0,
+        insert_settings={"input_format_parallel_parsing": 1},
+        feed=feed,
+    )
+
+
+def new_pipe() -> Path:
+    fifo = pipe_folder() / f"{uuid.uuid4().hex}.pipe"
+    os.mkfifo(fifo, 0o600)
+    return fifo
+
+
 def pipe_folder() -> Path:
     """Where the named pipes between a run worker and the local warehouse live (its file() may read here)."""
     folder = data_root() / PIPE_FOLDER
@@ -223,8 +306,30 @@ def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, blocks:
     mid-stream raises here after the insert (the staging table, partial, is dropped by the caller);
     a warehouse error stops the writer (its next write finds the pipe closed).
     """
-    fifo = pipe_folder() / f"{uuid.uuid4().hex}.pipe"
-    os.mkfifo(fifo, 0o600)
+    fifo = new_pipe()
+    try:
+        with feeding_pipe(fifo, blocks):
+            return client.command(
+                f"INSERT INTO {table} SELECT * FROM file({string_literal(str(fifo))}, '{fmt}', "
+                f"{string_literal(structure)}) "
+                "SETTINGS input_format_parallel_parsing = 1"
+            )
+    finally:
+        fifo.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def feeding_pipe(
+    fifo: Path,
+    blocks: Iterator[bytes],
+    source_error: Callable[[BaseException], BaseException] | None = None,
+) -> Iterator[None]:
+    """A thread writes `blocks` into `fifo` while the body runs a statement that reads it.
+
+    The warehouse sees the end of the data when the writer closes the pipe, also when the source
+    failed mid-stream, so the body's statement may succeed on part of the rows: the source's failure
+    is raised after the body, and the caller must not publish what the statement wrote.
+    """
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -249,26 +354,17 @@ def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, blocks:
     writer = threading.Thread(target=write, name="pipe-writer", daemon=True)
     writer.start()
     try:
-        summary = client.command(
-            f"INSERT INTO {table} SELECT * FROM file({string_literal(str(fifo))}, '{fmt}', "
-            f"{string_literal(structure)}) "
-            "SETTINGS input_format_parallel_parsing = 1"
-        )
-    except BaseException:
-        stop.set()
-        writer.join(10)
-        raise
+        yield
     finally:
         stop.set()
         writer.join(30)
-        with contextlib.suppress(OSError):
-            fifo.unlink()
     if failure:
         error = failure[0]
         if isinstance(error, BrokenPipeError):
             raise ExtractError("the warehouse stopped reading the stream before its end")
-        raise error
-    return summary
+        if isinstance(error, ExtractError) or source_error is None:
+            raise error
+        raise source_error(error)
 
 
 def _open_writer(fifo: Path, stop: threading.Event) -> int | None:

@@ -17,6 +17,7 @@ import xlsxwriter  # type: ignore[import-untyped]
 from clickhouse_connect.driver.client import Client
 
 from orchestration.movement import MoveContext, MoveError, move_target
+from orchestration.movement.extract import pipe_folder
 from orchestration.movement.python_step import StepLimits
 from orchestration.specs.pipeline import PipelineDocument
 from orchestration.warehouse.resource import ClickHouseResource
@@ -121,6 +122,41 @@ def test_postgres_copy_keeps_every_value_and_appends_once_per_load_id(
     assert again.rows_written == 0 and wh.command(f"SELECT count() FROM {target_db}.tx") == 2001
     run(doc, move_context(), warehouse)
     assert wh.command(f"SELECT count() FROM {target_db}.tx") == 4002
+
+
+def test_postgres_replace_streams_straight_into_the_new_table_and_a_broken_stream_publishes_nothing(
+    pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,
+    wh: Client, target_db: str, move_context: Callable[..., MoveContext],
+) -> None:  # fmt: skip
+    connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
+    target = {"table": "tx", "database": target_db, "mode": "replace", "order_by": ["id"]}
+    staging_tables = "SELECT count() FROM system.tables WHERE database = 'aetl_staging'"
+    staged_before = wh.command(staging_tables) if wh.command("EXISTS DATABASE aetl_staging") else 0
+    pipes = pipe_folder()
+    pipes_before = set(pipes.iterdir()) if pipes.exists() else set()
+    result = run(
+        document({"connector_id": connector["id"], "table": "transactions"}, target),
+        move_context(),
+        warehouse,
+    )
+    # one write: COPY → named pipe → the insert into the table that is swapped in
+    assert result.path == "postgres_copy_text_pipe_direct", result.path
+    assert result.rows_read == 2000 and result.rows_written == 2000
+    assert wh.query(f"SELECT sum(id), count() FROM {target_db}.tx").result_rows == pg.execute(
+        "SELECT sum(id), count(*) FROM transactions"
+    )
+    assert wh.command(staging_tables) == staged_before and set(pipes.iterdir()) == pipes_before
+
+    # PostgreSQL fails after ~6 MB have gone into the pipe: the warehouse saw an early end of the
+    # data, yet the half-filled table is never swapped in
+    failing = (
+        "SELECT g AS id, 100 / (g - 500000) AS ratio, repeat('x', 4) AS pad "
+        "FROM generate_series(1, 600000) AS g"
+    )
+    with pytest.raises(MoveError, match="division by zero"):
+        run(document({"connector_id": connector["id"], "query": failing}, target), move_context(), warehouse)
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2000
+    assert wh.command(staging_tables) == staged_before and set(pipes.iterdir()) == pipes_before
 
 
 def test_incremental_loads_only_new_rows(

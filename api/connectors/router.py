@@ -16,6 +16,7 @@ from api.connectors.schemas import (
     ConnectorUpdate,
     TableSchemaPublic,
 )
+from api.core.paging import Page, paging_dependency
 from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND, Responses
 from api.core.schemas import Envelope, ErrorResponse, MessageEnvelope, iso_utc, ok
 from api.deps import ClientIP, SessionDep, require_permission
@@ -44,21 +45,19 @@ def _public(row: object) -> dict[str, object]:
 def list_connectors(
     _: CanView,
     session: SessionDep,
+    page: Annotated[Page, Depends(paging_dependency(max_limit=500))],
     type: Annotated[str | None, Query(max_length=32)] = None,  # noqa: A002 - the spec's name
     connector_type: Annotated[str | None, Query(max_length=32)] = None,
     status_filter: Annotated[str | None, Query(alias="status", max_length=16)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    skip: Annotated[int | None, Query(ge=0)] = None,
 ) -> object:
     rows, total = service.list_connectors(
         session,
         connector_type=type or connector_type,
         status=status_filter,
-        limit=limit,
-        offset=skip if skip is not None else offset,
+        limit=page.limit,
+        offset=page.offset,
     )
-    return {"items": [_public(r) for r in rows], "total": total, "limit": limit, "offset": skip or offset}
+    return {"items": [_public(r) for r in rows], "total": total, "limit": page.limit, "offset": page.offset}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ConnectorPublic, responses=CONFLICT)

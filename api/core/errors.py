@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -332,6 +332,11 @@ def render_exception(exc: BaseException) -> JSONResponse:
         if getattr(exc.orig, "sqlstate", None) == "23505":
             return error_response(409, code="DUPLICATE_RESOURCE", message="Resource already exists")
         return error_response(409, code="VALIDATION_ERROR", message="Request conflicts with existing data")
+    if isinstance(exc, DataError):
+        # a value the request's bounds let through but the database refuses (a NUL byte, a range)
+        return error_response(
+            422, code="VALIDATION_ERROR", message="A value of the request is not valid for the database"
+        )
     if isinstance(exc, OperationalError):
         logger.error("database unavailable request_id=%s", get_request_id())
         return error_response(503, code="DATABASE_ERROR", message="Database unavailable")

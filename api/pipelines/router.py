@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Query, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,11 @@ CanExecute = Annotated[Principal, Depends(require_permission("pipelines", "execu
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 # bounded so a huge number is a 422, never an overflow in the database
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
-PipelineId = Annotated[str, "pipeline id"]
+# ids are short ASCII (`pipe_…`, `pver_…`, Dagster run UUIDs): anything else is a 422, never a database error
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+PipelineId = Annotated[str, Path(pattern=ID_PATTERN, description="pipeline id")]
+VersionId = Annotated[str, Path(pattern=ID_PATTERN, description="pipeline version id")]
+RunId = Annotated[str, Path(pattern=ID_PATTERN, description="Dagster run id")]
 
 
 # -- shaping --------------------------------------------------------------------------------------
@@ -425,7 +429,7 @@ def pipeline_status(pipeline_id: PipelineId, _: CanView, session: SessionDep) ->
     response_model=Envelope[RunPublic],
     responses=NOT_FOUND,
 )
-def terminate_run(pipeline_id: PipelineId, run_id: str, _: CanExecute, session: SessionDep) -> object:
+def terminate_run(pipeline_id: PipelineId, run_id: RunId, _: CanExecute, session: SessionDep) -> object:
     """Stops a queued or running run of this pipeline (Dagster's terminate)."""
     service.get_pipeline(session, pipeline_id)
     client = service.dagster()
@@ -553,7 +557,7 @@ def create_version(
 
 
 @versions.post("/versions/{version_id}/activate", response_model=Envelope[VersionDetail], responses=NOT_FOUND)
-def activate_version(version_id: str, principal: CanEdit, session: SessionDep, ip: ClientIP) -> object:
+def activate_version(version_id: VersionId, principal: CanEdit, session: SessionDep, ip: ClientIP) -> object:
     """The version deploy (and so run) uses from now on; deploy to put it into Dagster."""
     version, pipeline = service.activate_version(session, principal.user, version_id, ip)
     return ok(
@@ -563,7 +567,7 @@ def activate_version(version_id: str, principal: CanEdit, session: SessionDep, i
 
 
 @versions.post("/versions/{version_id}/restore", response_model=Envelope[VersionDetail], responses=NOT_FOUND)
-def restore_version(version_id: str, principal: CanEdit, session: SessionDep, ip: ClientIP) -> object:
+def restore_version(version_id: VersionId, principal: CanEdit, session: SessionDep, ip: ClientIP) -> object:
     """The old document becomes the newest version (and the active one)."""
     version = service.restore_version(session, principal.user, version_id, ip)
     pipeline = service.get_pipeline(session, version.pipeline_id)
@@ -571,7 +575,7 @@ def restore_version(version_id: str, principal: CanEdit, session: SessionDep, ip
 
 
 @versions.get("/versions/{v1}/compare/{v2}", response_model=Envelope[VersionComparison], responses=NOT_FOUND)
-def compare_versions(v1: str, v2: str, _: CanView, session: SessionDep) -> object:
+def compare_versions(v1: VersionId, v2: VersionId, _: CanView, session: SessionDep) -> object:
     """A structural diff: each added, removed or changed path with its old and new value."""
     first, second, changes = service.compare_versions(session, v1, v2)
     pipeline = service.get_pipeline(session, first.pipeline_id)

@@ -58,7 +58,13 @@ class PipelineUpdate(_DocumentFields):
 
 
 class RunRequest(RequestModel):
-    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=50)
+    parameters: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)],
+        Annotated[str, StringConstraints(max_length=4096)]
+        | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+        | float
+        | bool,
+    ] = Field(default_factory=dict, max_length=50)
 
 
 class VersionCreate(_DocumentFields):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response, 
 
 from api.admin import deletion
 from api.auth.service import Principal
+from api.core.paging import PagingDep
 from api.core.responses import CONFLICT, ERROR_RESPONSES, NOT_FOUND
 from api.deps import ClientIP, SessionDep, require_permission
 from api.projects import service
@@ -27,14 +28,11 @@ ProjectId = Annotated[str, Path(max_length=64)]
 def list_projects(
     _: CanView,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int | None, Query(ge=0)] = None,
-    skip: Annotated[int | None, Query(ge=0, description="alias of offset")] = None,
+    page: PagingDep,
     search: Annotated[str | None, Query(max_length=100)] = None,
 ) -> object:
-    start = offset if offset is not None else (skip or 0)
-    rows, total = service.list_projects(session, offset=start, limit=limit, search=search)
-    return {"items": rows, "total": total, "limit": limit, "offset": start}
+    rows, total = service.list_projects(session, offset=page.offset, limit=page.limit, search=search)
+    return {"items": rows, "total": total, "limit": page.limit, "offset": page.offset}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectPublic, responses=CONFLICT)

@@ -16,7 +16,7 @@ ClickHouseType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_
 
 
 class IntrospectRequest(RequestModel):
-    connector_id: ConnectorRef | int
+    connector_id: ConnectorRef | Annotated[int, Field(ge=0, le=2**31 - 1)]
     source_type: Literal["database", "api", "file"] | None = Field(
         default=None, description="Informational; the connector's type decides"
     )

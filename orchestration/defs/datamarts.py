@@ -21,7 +21,13 @@ from dagster import (
     define_asset_job,
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-from dagster_dbt import DbtCliResource, build_dbt_asset_selection, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    build_dbt_asset_selection,
+    dbt_assets,
+)
 
 from orchestration.dbt import build_dbt_project, dbt_executable, dbt_paths_env, require_manifest
 from orchestration.defs.common import shared_definitions
@@ -40,7 +46,17 @@ WHERE deleted_at IS NULL ORDER BY created_at, name
 DBT_PROJECT = build_dbt_project()
 
 
-@dbt_assets(manifest=require_manifest(DBT_PROJECT), project=DBT_PROJECT, name="dbt_models")
+# every datamart declares the pipeline tables it reads as dbt sources of its own .yml, carrying the
+# pipeline asset's key: two datamarts over one table are two sources with the same (upstream) key
+TRANSLATOR = DagsterDbtTranslator(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
+
+
+@dbt_assets(
+    manifest=require_manifest(DBT_PROJECT),
+    project=DBT_PROJECT,
+    name="dbt_models",
+    dagster_dbt_translator=TRANSLATOR,
+)
 def dbt_models(
     context: AssetExecutionContext, dbt: DbtCliResource, clickhouse: ClickHouseResource
 ) -> Iterator[Any]:

@@ -216,7 +216,25 @@ def _check_tokens(statement: str, policy: Policy) -> None:
         raise denied("INTO OUTFILE")
     if "INFILE" in upper:
         raise denied("FROM INFILE")
+    _check_disk_definitions(statement)
     check_settings(_assigned_settings(statement), policy)
+
+
+def _check_disk_definitions(statement: str) -> None:
+    """``SETTINGS disk = disk(type = web|s3|local, …)`` makes a storage reach a URL or a folder.
+
+    EXPLAIN AST shows such a setting only as a bare ``Set`` node, so the call is found in the tokens:
+    the word ``disk`` followed by ``(`` (inside a string literal it is not a token, so not matched).
+    """
+    toks: Sequence[sql.Token] = list(sql.significant_tokens(statement))
+    for word, following in zip(toks, toks[1:], strict=False):
+        if (
+            word.kind == "word"
+            and statement[word.start : word.end].lower() == "disk"
+            and following.kind == "punct"
+            and statement[following.start] == "("
+        ):
+            raise denied("Disk definitions (disk(...))")
 
 
 def _check_function(node: AstNode, policy: Policy) -> None:

@@ -127,6 +127,45 @@ def test_create_builds_a_dbt_model_downstream_of_the_pipeline(
     assert upstream == [f"pipelines/{pipeline_id.replace('-', '_')}/{database}__{table}"], upstream
 
 
+def test_a_second_datamart_over_the_same_table_as_a_view(
+    api: httpx.Client,
+    admin: Caller,
+    daily_mart: dict[str, Any],
+    sales_pipeline: tuple[str, str, str],
+    warehouse: Client,
+    dagster: DagsterClient,
+) -> None:
+    """Two datamarts read one pipeline table (two dbt sources with one upstream key); `materialized:
+    false` makes a view, which follows its input without a refresh."""
+    database, pipeline_id, table = sales_pipeline
+    name = f"by_region_{uuid.uuid4().hex[:6]}"
+    response = api.post(
+        "/mvp/datamarts/create",
+        headers=admin.headers,
+        json={
+            "name": name,
+            "source_query": f"SELECT region, count() AS orders FROM {database}.{table} GROUP BY region",
+            "materialized": False,
+        },
+    )
+    try:
+        assert response.status_code == 201 and response.json()["status"] == "created", response.text
+        assert response.json()["row_count"] == 2
+        engine = warehouse.command(
+            f"SELECT engine FROM system.tables WHERE database = 'analytics' AND name = '{name}'"
+        )
+        assert engine == "View"
+        contents = dagster.repository_contents(LOCATION)
+        upstream = f"pipelines/{pipeline_id.replace('-', '_')}/{database}__{table}"
+        assert contents.assets[f"datamarts/{name}"] == [upstream]
+        assert contents.assets[f"datamarts/{daily_mart['datamart_name']}"] == [upstream]
+        rows = dict(warehouse.query(f"SELECT region, orders FROM analytics.{name}").result_rows)
+        assert rows == {"north": 120, "south": 120}
+    finally:
+        assert api.delete(f"/mvp/datamarts/{name}", headers=admin.headers).status_code == 204
+    assert warehouse.command(f"EXISTS TABLE analytics.{name}") == 0
+
+
 def test_preview_matches_the_warehouse(
     api: httpx.Client, make_caller: Any, daily_mart: dict[str, Any], warehouse: Client
 ) -> None:

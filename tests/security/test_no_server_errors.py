@@ -49,6 +49,53 @@ def test_paging_beyond_the_database_range_is_a_422(client: httpx.Client, admin_t
     assert past["skip"] == page["total"] and past["items"] == []
 
 
+def _operations(client: httpx.Client) -> list[tuple[str, str, dict[str, object]]]:
+    spec = client.get("/openapi.json").json()
+    return [(method, path, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
+
+
+def _with_path_values(path: str, op: dict[str, object], value: str) -> str:
+    for parameter in op.get("parameters", []):  # type: ignore[attr-defined]
+        if parameter["in"] == "path":
+            path = path.replace("{" + parameter["name"] + "}", value)
+    return path
+
+
+def test_every_list_route_bounds_its_paging(client: httpx.Client, admin_token: str) -> None:
+    checked = []
+    for method, path, op in _operations(client):
+        names = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}  # type: ignore[attr-defined]
+        if method != "get" or not names & {"skip", "offset", "limit"}:
+            continue
+        url = _with_path_values(path, op, "x")
+        for query in ("skip", "offset", "limit"):
+            if query in names:
+                answer = client.get(f"{url}?{query}=419864225083446989422592", headers=bearer(admin_token))
+                assert answer.status_code == 422, f"{url}?{query}=…: {answer.status_code} {answer.text[:200]}"
+                checked.append(f"{url}?{query}")
+    assert len(checked) >= 10, checked
+
+
+def test_nul_bytes_anywhere_are_a_4xx_not_a_database_error(client: httpx.Client, admin_token: str) -> None:
+    """PostgreSQL refuses NUL in text: a value that reaches it must come back as a 4xx."""
+    crashes = []
+    for method, path, op in _operations(client):
+        if method not in ("get", "delete", "post", "put", "patch") or "{" not in path:
+            continue
+        url = _with_path_values(path, op, "pipe%00x")
+        answer = client.request(method, url, headers=bearer(admin_token), json={})
+        if answer.status_code == 500:
+            crashes.append(f"{method.upper()} {url}: {answer.text[:200]}")
+    for url in ("/api/v1/projects?search=a%00b", "/api/v1/users?search=a%00b"):
+        answer = client.get(url, headers=bearer(admin_token))
+        if answer.status_code >= 500:
+            crashes.append(f"GET {url}: {answer.status_code}")
+    login = client.post("/api/v1/auth/login", json={"username": "ad\x00min", "password": "x"})
+    assert login.status_code in (401, 422), login.text
+    assert_error_shape(login, login.status_code)
+    assert not crashes, "\n".join(crashes)
+
+
 def test_fuzz_the_whole_openapi_without_a_5xx(start_api: Callable[..., ApiServer]) -> None:
     # components this server reports on are down (closed ports): fail their checks fast
     server = start_api(

@@ -111,3 +111,27 @@ def test_the_supervisor_starts_uvicorn_without_proxy_headers(tmp_path: Path) -> 
     stack = Stack(Settings(AETL_ENV="test", AETL_DATA_DIR=tmp_path), services=("api",))  # type: ignore[call-arg]
     (api,) = [c for c in stack._first_wave() if c.name == "api"]
     assert "--no-proxy-headers" in api.argv and "--proxy-headers" not in api.argv
+
+
+def test_only_the_api_follows_aetl_host(tmp_path: Path) -> None:
+    """AETL_HOST exposes the API; the warehouse, Dagster's UI and the code servers stay on loopback."""
+    settings = Settings(AETL_ENV="test", AETL_DATA_DIR=tmp_path, AETL_HOST="0.0.0.0")  # type: ignore[call-arg]
+    settings.dagster_home.mkdir(parents=True)  # where the webserver's workspace file is written
+    stack = Stack(settings)
+    components = stack._first_wave() + stack._second_wave()
+
+    def host_of(argv: list[str]) -> str:
+        for flag in ("--host", "-h"):
+            if flag in argv:
+                return argv[argv.index(flag) + 1]
+        raise AssertionError(f"no host in {argv}")
+
+    hosts = {c.name: host_of(c.argv) for c in components if c.name != "dagster-daemon"}
+    assert hosts.pop("api") == "0.0.0.0"
+    assert any(name.startswith("code-server") for name in hosts) and "warehouse" in hosts, hosts
+    assert set(hosts.values()) == {"127.0.0.1"}, hosts
+    exposed = Settings(  # type: ignore[call-arg]
+        AETL_ENV="test", AETL_DATA_DIR=tmp_path, AETL_WAREHOUSE_HOST="0.0.0.0", AETL_DAGSTER_HOST="0.0.0.0"
+    )
+    argv = {c.name: c.argv for c in Stack(exposed)._first_wave() + Stack(exposed)._second_wave()}
+    assert host_of(argv["warehouse"]) == "0.0.0.0" and host_of(argv["dagster-webserver"]) == "0.0.0.0"

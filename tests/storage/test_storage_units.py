@@ -16,7 +16,14 @@ from orchestration.storage.inference import (
     converter,
     infer_delimited,
 )
-from orchestration.storage.mounts import FileEntry, LocalStorage, MountConfig, PathRefused, normalize_relative
+from orchestration.storage.mounts import (
+    FileEntry,
+    LocalStorage,
+    MountConfig,
+    PathRefused,
+    StorageError,
+    normalize_relative,
+)
 
 TEXT = (
     "id\tprice\tratio\twhen\tat\tflag\tname\n"
@@ -93,7 +100,7 @@ def test_paths_stay_inside_the_mount(tmp_path: Path) -> None:
     assert [e.path for e in storage.list_files("in", "*.csv", False)] == ["in/ok.csv"]
     with pytest.raises(PathRefused):
         storage.stat("in/link.csv")
-    with pytest.raises(Exception, match="file roots"):
+    with pytest.raises(StorageError, match="file roots"):
         LocalStorage(MountConfig(storage_type="local", path=str(root)), [tmp_path / "elsewhere"])
 
 

@@ -78,6 +78,27 @@ REFUSED = [
     ("BACKUP TABLE system.one TO File('/tmp/aetl_backup')", "BACKUP"),
     ("SELECT 1 SETTINGS format_schema = '/etc/passwd:Message'", "format_schema"),
     ("SELECT catboostEvaluate('/etc/passwd', 1)", "catboostEvaluate"),
+    # a storage on a disk defined in the statement reaches a URL, another server or any folder
+    (
+        "CREATE TABLE guard_web (a String) ENGINE = MergeTree ORDER BY a "
+        "SETTINGS disk = disk(type = 'web', endpoint = 'http://127.0.0.1:1/')",
+        "disk",
+    ),
+    (
+        "CREATE TABLE guard_s3d (a String) ENGINE = MergeTree ORDER BY a SETTINGS disk = "
+        "disk(type = 's3', endpoint = 'http://127.0.0.1:1/b/', access_key_id = 'k', secret_access_key = 's')",
+        "disk",
+    ),
+    (
+        "CREATE TABLE guard_local (a String) ENGINE = MergeTree ORDER BY a "
+        "SETTINGS disk = disk(type = 'local', path = '/etc/')",
+        "disk",
+    ),
+    (
+        "ATTACH TABLE guard_att UUID '5b1c6a2e-0000-4000-8000-000000000001' (a String) ENGINE = MergeTree "
+        "ORDER BY a SETTINGS disk = disk(type = 'web', endpoint = 'http://127.0.0.1:1/')",
+        "disk",
+    ),
 ]
 
 

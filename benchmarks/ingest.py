@@ -1,13 +1,16 @@
 """Loading 1M rows through move_target next to the native baseline, in the same run.
 
     .venv/bin/python benchmarks/ingest.py [--rows 1000000] [--only csv|postgres] [--repeat 2]
+                                          [--modes append,replace]
 
 Starts the embedded warehouse (`python -m orchestration.warehouse.server`) on a free port with a
 temporary data folder (its imports folder is the file root), then for each source:
 - CSV (8 columns of sales data): native = the warehouse's own `INSERT … SELECT FROM file(...)` into
   a MergeTree table; ours = `move_target` with a CSV connector (append into a new table);
 - PostgreSQL (the same rows in a table): native = `COPY (SELECT …) TO STDOUT` alone, read by psycopg
-  and thrown away; ours = `move_target` with a PostgreSQL connector into the warehouse.
+  and thrown away; ours = `move_target` with a PostgreSQL connector into the warehouse, once per
+  load mode of `--modes`: `append` stages the stream first (an insert into a live table is not
+  atomic across blocks), `replace` streams it straight into the table that is swapped in.
 Each `move_target` runs in a child process (a run worker's stand-in) whose peak RSS is reported.
 Prints rows/s, the ratio to native and the peak RSS; best of --repeat.
 """
@@ -153,7 +156,8 @@ def worker(args: argparse.Namespace) -> None:
         )
         source = {"id": "source_1", "connector_id": "conn_bench", "table": "sales"}
     table = f"ours_{uuid.uuid4().hex[:8]}"
-    doc = PipelineDocument.parse({"name": "bench", "sources": [source], "targets": [{"table": table}]})
+    target = {"table": table, "mode": args.mode}
+    doc = PipelineDocument.parse({"name": "bench", "sources": [source], "targets": [target]})
     warehouse = ClickHouseResource(url=args.warehouse)
     started = time.perf_counter()
     result = move_target(
@@ -178,6 +182,8 @@ def run_worker(kind: str, warehouse: str, data_dir: Path, **extra: str) -> dict[
     output = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
     if output.returncode != 0:
         raise SystemExit(f"worker failed:\n{output.stderr[-3000:]}")
+    if os.environ.get("BENCH_VERBOSE"):
+        print(output.stderr[-2000:])
     return dict(json.loads(output.stdout.strip().splitlines()[-1]))
 
 
@@ -199,6 +205,8 @@ def main() -> None:
     parser.add_argument("--warehouse")
     parser.add_argument("--path")
     parser.add_argument("--pg-database")
+    parser.add_argument("--mode", default="append", help="the worker's load mode")
+    parser.add_argument("--modes", default="append,replace", help="PostgreSQL: load modes to measure")
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -227,14 +235,15 @@ def main() -> None:
                 try:
                     load_postgres(pg_url, csv_path)
                     native = min(native_copy(pg_url) for _ in range(args.repeat))
-                    ours = min(
-                        (
-                            run_worker("postgres", url, data_dir, pg_database=database)
-                            for _ in range(args.repeat)
-                        ),
-                        key=lambda r: float(r["seconds"]),  # type: ignore[arg-type]
-                    )
-                    report("postgres", args.rows, native, ours, "COPY … TO STDOUT alone")
+                    for mode in args.modes.split(","):
+                        ours = min(
+                            (
+                                run_worker("postgres", url, data_dir, pg_database=database, mode=mode)
+                                for _ in range(args.repeat)
+                            ),
+                            key=lambda r: float(r["seconds"]),  # type: ignore[arg-type]
+                        )
+                        report(f"pg {mode}", args.rows, native, ours, "COPY … TO STDOUT alone")
                 finally:
                     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
                         conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

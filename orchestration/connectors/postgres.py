@@ -7,6 +7,8 @@ the run worker only forwards bytes, in bounded chunks.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Generator
 from typing import Any
@@ -231,6 +233,66 @@ def _select_expression(column: ColumnInfo) -> sql.Composable:
     return ident
 
 
+# PostgreSQL's text output in the shape the warehouse's TabSeparated reader expects
+COPY_SESSION_SETTINGS = {"datestyle": "ISO, YMD", "timezone": "UTC", "extra_float_digits": "3"}
+
+
+def copy_statement(
+    config: PostgresConfig,
+    table: str | None,
+    query: str | None,
+    columns: list[ColumnInfo],
+    cursor_column: str | None = None,
+    cursor_after: Any = None,
+) -> sql.Composed:
+    """`COPY (SELECT <columns as the warehouse reads them> …) TO STDOUT` of a source."""
+    select = sql.SQL("SELECT {} FROM ({}) AS source").format(
+        sql.SQL(", ").join(_select_expression(c) for c in columns), relation_sql(config, table, query)
+    )
+    if cursor_column is not None and cursor_after is not None:
+        select = sql.SQL("{} WHERE {} > {}").format(
+            select, sql.Identifier(cursor_column), sql.Literal(cursor_after)
+        )
+    return sql.SQL("COPY ({}) TO STDOUT").format(select)
+
+
+def psql_copy_command(
+    conn: psycopg.Connection[Any], statement: sql.Composed
+) -> tuple[list[str], dict[str, str]] | None:
+    """psql running `statement` on the same server as `conn`: (argv, environment), or None without psql.
+
+    psql (PostgreSQL's own client, in C) writes COPY's output without a Python step per row: about
+    twice as fast as reading it through psycopg on this machine. The connection's parameters and
+    password go through PG* variables of the child's environment, never its command line.
+    """
+    executable = shutil.which("psql")
+    if executable is None:
+        return None
+    info = conn.info
+    params = info.get_parameters()
+    env = {
+        "PGHOST": params.get("host", info.host),
+        "PGPORT": params.get("port", str(info.port)),
+        "PGDATABASE": info.dbname,
+        "PGUSER": info.user,
+        "PGAPPNAME": "aetl",
+        "PGCONNECT_TIMEOUT": params.get("connect_timeout", "10"),
+        "PGOPTIONS": " ".join(
+            f"-c {name}={value.replace(' ', '')}" for name, value in COPY_SESSION_SETTINGS.items()
+        ),
+    }
+    if "sslmode" in params:
+        env["PGSSLMODE"] = params["sslmode"]
+    if info.password:
+        env["PGPASSWORD"] = info.password
+    for name in ("PATH", "LANG", "LC_ALL", "HOME"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    argv = [executable, "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1",
+            "--command", statement.as_string(conn)]  # fmt: skip
+    return argv, env
+
+
 def copy_stream(
     conn: psycopg.Connection[Any],
     config: PostgresConfig,
@@ -241,17 +303,10 @@ def copy_stream(
     cursor_after: Any = None,
 ) -> Generator[bytes, None, None]:
     """The rows as TabSeparated bytes, straight from `COPY … TO STDOUT` (text format)."""
-    conn.execute("SET DateStyle = 'ISO, YMD'")
-    conn.execute("SET TimeZone = 'UTC'")
-    conn.execute("SET extra_float_digits = 3")
-    select = sql.SQL("SELECT {} FROM ({}) AS source").format(
-        sql.SQL(", ").join(_select_expression(c) for c in columns), relation_sql(config, table, query)
-    )
-    if cursor_column is not None and cursor_after is not None:
-        select = sql.SQL("{} WHERE {} > {}").format(
-            select, sql.Identifier(cursor_column), sql.Literal(cursor_after)
-        )
-    with conn.cursor() as cursor, cursor.copy(sql.SQL("COPY ({}) TO STDOUT").format(select)) as copy:
+    for name, value in COPY_SESSION_SETTINGS.items():
+        conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    statement = copy_statement(config, table, query, columns, cursor_column, cursor_after)
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
         # COPY hands out one row per message: send the warehouse large blocks instead
         buffer = bytearray()
         for row in copy:

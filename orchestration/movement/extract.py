@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import select
+import subprocess
 import threading
 import time
 import uuid
@@ -76,21 +77,26 @@ class StagedSource:
             self.feed.close()
 
 
+# writes a source's rows into the named pipe's write end (the fd is its to close); `stop` is set when
+# the reading statement ended first; raises what went wrong with the source
+Producer = Callable[[int, threading.Event], None]
+
+
 @dataclass
 class PipeFeed:
-    """Byte blocks for a named pipe that a statement of the warehouse reads (file(<fifo>)).
+    """A source for a named pipe that a statement of the warehouse reads (file(<fifo>)).
 
-    `resources` holds what the blocks need (the source's connection and its COPY) and the pipe
-    itself; `source_error` turns a failure of the source into the run's message.
+    `resources` holds what the producer needs (e.g. the source's connection) and the pipe itself;
+    `source_error` turns a failure of the source into the run's message.
     """
 
     fifo: Path
-    blocks: Iterator[bytes]
+    produce: Producer
     resources: contextlib.ExitStack
     source_error: Callable[[BaseException], BaseException]
 
     def feeding(self) -> contextlib.AbstractContextManager[None]:
-        return feeding_pipe(self.fifo, self.blocks, self.source_error)
+        return feeding_pipe(self.fifo, self.produce, self.source_error)
 
     def close(self) -> None:
         self.resources.close()
@@ -212,6 +218,13 @@ def _stage_postgres(
     with postgres.connect(config) as conn:
         columns: list[ColumnInfo] = postgres.relation_columns(conn, config, source.table, source.query)
         table = create_staging(client, staging, [(c.name, c.clickhouse_type) for c in columns])
+        local = files.warehouse_is_local(warehouse_url)
+        psql = _psql(conn, config, source, columns, cursor_after) if local else None
+        structure = ", ".join(f"{quote_identifier(c.name)} {c.clickhouse_type}" for c in columns)
+        if psql is not None:
+            # psql's COPY → named pipe → file(): no Python step per row anywhere
+            summary = pipe_into_staging(client, table, structure, "TabSeparated", psql)
+            return _staged_postgres(client, table, staging, summary, "postgres_psql_pipe", 0)
         counted = {"bytes": 0}
         stream = postgres.copy_stream(
             conn, config, source.table, source.query, columns, source.cursor_column, cursor_after
@@ -228,10 +241,9 @@ def _stage_postgres(
                 counted["bytes"] += len(block)
                 yield block
 
-        if files.warehouse_is_local(warehouse_url):
+        if local:
             # the warehouse parses while PostgreSQL copies: COPY → named pipe → file() (both cores busy)
-            structure = ", ".join(f"{quote_identifier(c.name)} {c.clickhouse_type}" for c in columns)
-            summary = pipe_into_staging(client, table, structure, "TabSeparated", blocks())
+            summary = pipe_into_staging(client, table, structure, "TabSeparated", write_blocks(blocks()))
             path = "postgres_copy_text_pipe"
         else:
             summary = client.raw_insert(
@@ -242,10 +254,26 @@ def _stage_postgres(
                 settings={"input_format_parallel_parsing": 1},
             )
             path = "postgres_copy_text_tsv"
+    return _staged_postgres(client, table, staging, summary, path, counted["bytes"])
+
+
+def _staged_postgres(
+    client: Any, table: str, staging: str, summary: Any, path: str, size: int
+) -> StagedSource:
     rows = _written_rows(summary)
     if rows is None:
         rows = int(client.command(f"SELECT count() FROM {table}"))
-    return StagedSource(f"SELECT * FROM {table}", path, rows, counted["bytes"], staging_table=staging)
+    return StagedSource(f"SELECT * FROM {table}", path, rows, size, staging_table=staging)
+
+
+def _psql(
+    conn: Any, config: PostgresConfig, source: Source, columns: list[ColumnInfo], cursor_after: Any
+) -> Producer | None:
+    statement = postgres.copy_statement(
+        config, source.table, source.query, columns, source.cursor_column, cursor_after
+    )
+    command = postgres.psql_copy_command(conn, statement)
+    return run_into_pipe(*command) if command is not None else None
 
 
 def _postgres_feed(
@@ -256,17 +284,24 @@ def _postgres_feed(
     try:
         conn = resources.enter_context(postgres.connect(config))
         columns = postgres.relation_columns(conn, config, source.table, source.query)
-        stream = postgres.copy_stream(
-            conn, config, source.table, source.query, columns, source.cursor_column, cursor_after
-        )
-        resources.callback(stream.close)
-        first = next(stream, None)  # the COPY has started: errors of the query show up here
-        if first is None:
-            resources.close()
-            table = create_staging(client, staging, [(c.name, c.clickhouse_type) for c in columns])
-            return StagedSource(
-                f"SELECT * FROM {table}", "postgres_copy_text_tsv", 0, 0, staging_table=staging
+        produce = _psql(conn, config, source, columns, cursor_after)
+        path = "postgres_psql_pipe_direct"
+        if produce is None:
+            stream = postgres.copy_stream(
+                conn, config, source.table, source.query, columns, source.cursor_column, cursor_after
             )
+            resources.callback(stream.close)
+            first = next(stream, None)  # the COPY has started: errors of the query show up here
+            if first is None:
+                resources.close()
+                table = create_staging(client, staging, [(c.name, c.clickhouse_type) for c in columns])
+                return StagedSource(
+                    f"SELECT * FROM {table}", "postgres_copy_text_tsv", 0, 0, staging_table=staging
+                )
+            produce, path = write_blocks(_chain(first, stream)), "postgres_copy_text_pipe_direct"
+        else:
+            resources.close()  # psql has a connection of its own
+            resources = contextlib.ExitStack()
         fifo = new_pipe()
         resources.callback(fifo.unlink, missing_ok=True)
     except BaseException:
@@ -274,15 +309,8 @@ def _postgres_feed(
         raise
     structure = ", ".join(f"{quote_identifier(c.name)} {c.clickhouse_type}" for c in columns)
     body = f"SELECT * FROM file({string_literal(str(fifo))}, 'TabSeparated', {string_literal(structure)})"
-    feed = PipeFeed(fifo, _chain(first, stream), resources, lambda error: _source_error(source, error))
-    return StagedSource(
-        body,
-        "postgres_copy_text_pipe_direct",
-        None,
-        0,
-        insert_settings={"input_format_parallel_parsing": 1},
-        feed=feed,
-    )
+    feed = PipeFeed(fifo, produce, resources, lambda error: _source_error(source, error))
+    return StagedSource(body, path, None, 0, insert_settings={"input_format_parallel_parsing": 1}, feed=feed)
 
 
 def new_pipe() -> Path:
@@ -298,8 +326,8 @@ def pipe_folder() -> Path:
     return folder
 
 
-def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, blocks: Iterator[bytes]) -> Any:
-    """`INSERT INTO table SELECT * FROM file(<named pipe>)` while a thread writes `blocks` into the pipe.
+def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, produce: Producer) -> Any:
+    """`INSERT INTO table SELECT * FROM file(<named pipe>)` while `produce` writes the pipe.
 
     The local warehouse parses the data as it arrives, so reading the source and parsing overlap;
     nothing is spooled to disk. A failure on either side fails the whole insert: a source error
@@ -308,7 +336,7 @@ def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, blocks:
     """
     fifo = new_pipe()
     try:
-        with feeding_pipe(fifo, blocks):
+        with feeding_pipe(fifo, produce):
             return client.command(
                 f"INSERT INTO {table} SELECT * FROM file({string_literal(str(fifo))}, '{fmt}', "
                 f"{string_literal(structure)}) "
@@ -318,13 +346,65 @@ def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, blocks:
         fifo.unlink(missing_ok=True)
 
 
+def write_blocks(blocks: Iterator[bytes]) -> Producer:
+    """A producer writing byte blocks (e.g. COPY read through psycopg) from this process."""
+
+    def produce(fd: int, stop: threading.Event) -> None:
+        with os.fdopen(fd, "wb", buffering=0) as pipe:
+            for block in blocks:
+                view = memoryview(block)
+                while view:
+                    if stop.is_set():
+                        return
+                    try:
+                        view = view[os.write(pipe.fileno(), view) :]
+                    except BlockingIOError:
+                        select.select([], [pipe.fileno()], [], 0.05)
+
+    return produce
+
+
+def run_into_pipe(argv: list[str], env: dict[str, str]) -> Producer:
+    """A producer that is a child process writing its standard output into the pipe (e.g. psql)."""
+
+    def produce(fd: int, stop: threading.Event) -> None:
+        os.set_blocking(fd, True)  # the child writes with plain blocking writes
+        try:
+            process = subprocess.Popen(
+                argv, env=env, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.PIPE
+            )
+        finally:
+            os.close(fd)  # the child has its copy: the reader sees the end when the child exits
+        while process.poll() is None:
+            if stop.is_set():
+                process.kill()
+            stop.wait(0.05)
+        assert process.stderr is not None
+        errors = process.stderr.read().decode(errors="replace").strip()
+        process.stderr.close()
+        if process.returncode != 0 and not stop.is_set():  # stop: the statement failed, it says why
+            raise ExtractError(_child_error(errors, process.returncode))
+
+    return produce
+
+
+def _child_error(stderr: str, code: int) -> str:
+    """psql's `psql:<where>: ERROR:  division by zero` → `PostgreSQL error: division by zero`."""
+    for line in stderr.splitlines():
+        if "ERROR:" in line or "FATAL:" in line:
+            message = line.split("ERROR:" if "ERROR:" in line else "FATAL:", 1)[1].strip()
+            return f"PostgreSQL error: {message[:500]}"
+    first = stderr.splitlines()[0][:500] if stderr else f"exit code {code}"
+    return f"the PostgreSQL client failed: {first}"
+
+
 @contextlib.contextmanager
 def feeding_pipe(
     fifo: Path,
-    blocks: Iterator[bytes],
+    produce: Producer,
     source_error: Callable[[BaseException], BaseException] | None = None,
 ) -> Iterator[None]:
-    """A thread writes `blocks` into `fifo` while the body runs a statement that reads it.
+    """A thread runs `produce` into `fifo` while the body runs a statement that reads it.
 
     The warehouse sees the end of the data when the writer closes the pipe, also when the source
     failed mid-stream, so the body's statement may succeed on part of the rows: the source's failure
@@ -336,18 +416,8 @@ def feeding_pipe(
     def write() -> None:
         try:
             fd = _open_writer(fifo, stop)
-            if fd is None:
-                return
-            with os.fdopen(fd, "wb", buffering=0) as pipe:
-                for block in blocks:
-                    view = memoryview(block)
-                    while view:
-                        if stop.is_set():
-                            return
-                        try:
-                            view = view[os.write(pipe.fileno(), view) :]
-                        except BlockingIOError:
-                            select.select([], [pipe.fileno()], [], 0.05)
+            if fd is not None:
+                produce(fd, stop)
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(error)
 
@@ -355,9 +425,16 @@ def feeding_pipe(
     writer.start()
     try:
         yield
-    finally:
-        stop.set()
+    except BaseException:
+        stop.set()  # the statement failed: the producer stops (its next write finds the pipe closed)
         writer.join(30)
+        raise
+    # the statement read to the end, so the producer closed the pipe: wait for it to report how it ended
+    writer.join(60)
+    if writer.is_alive():
+        stop.set()
+        writer.join(10)
+        raise ExtractError("the source did not finish after the warehouse read the end of its data")
     if failure:
         error = failure[0]
         if isinstance(error, BrokenPipeError):

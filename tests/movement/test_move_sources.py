@@ -16,6 +16,7 @@ import pytest
 import xlsxwriter  # type: ignore[import-untyped]
 from clickhouse_connect.driver.client import Client
 
+from orchestration.connectors import postgres
 from orchestration.movement import MoveContext, MoveError, move_target
 from orchestration.movement.extract import pipe_folder
 from orchestration.movement.python_step import StepLimits
@@ -78,7 +79,7 @@ def test_postgres_daily_sales_equals_the_same_sql_on_postgres(
     staging_tables = "SELECT count() FROM system.tables WHERE database = 'aetl_staging'"
     staged_before = wh.command(staging_tables) if wh.command("EXISTS DATABASE aetl_staging") else 0
     result = run(doc, context, warehouse)
-    assert result.path == "postgres_copy_text_pipe" and result.rows_read == 2000
+    assert result.path == "postgres_psql_pipe" and result.rows_read == 2000
     expected = pg.execute(PG_DAILY_SALES)
     got = wh.query(
         f"SELECT day, total_amount, transactions FROM {target_db}.daily_sales ORDER BY day"
@@ -86,7 +87,7 @@ def test_postgres_daily_sales_equals_the_same_sql_on_postgres(
     assert [(d, Decimal(t), c) for d, t, c in got] == [(d, s, c) for d, s, c in expected]
     assert result.rows_written == len(expected) and result.extraction_time_ms > 0
     metadata = result.as_metadata()
-    assert metadata["movement_path"] == "postgres_copy_text_pipe" and metadata["rows_read"] == 2000
+    assert metadata["movement_path"] == "postgres_psql_pipe" and metadata["rows_read"] == 2000
     # again, the same load id: still one row per day
     run(doc, context, warehouse)
     assert wh.command(f"SELECT count() FROM {target_db}.daily_sales") == len(expected)
@@ -124,10 +125,15 @@ def test_postgres_copy_keeps_every_value_and_appends_once_per_load_id(
     assert wh.command(f"SELECT count() FROM {target_db}.tx") == 4002
 
 
+@pytest.mark.parametrize("copy_client", ["psql", "psycopg"])
 def test_postgres_replace_streams_straight_into_the_new_table_and_a_broken_stream_publishes_nothing(
     pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,
-    wh: Client, target_db: str, move_context: Callable[..., MoveContext],
+    wh: Client, target_db: str, move_context: Callable[..., MoveContext], copy_client: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
+    """psql's COPY (C, no Python per row) when psql is installed, else psycopg's, both into a pipe."""
+    if copy_client == "psycopg":
+        monkeypatch.setattr(postgres.shutil, "which", lambda _name: None)
     connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
     target = {"table": "tx", "database": target_db, "mode": "replace", "order_by": ["id"]}
     staging_tables = "SELECT count() FROM system.tables WHERE database = 'aetl_staging'"
@@ -140,7 +146,8 @@ def test_postgres_replace_streams_straight_into_the_new_table_and_a_broken_strea
         warehouse,
     )
     # one write: COPY → named pipe → the insert into the table that is swapped in
-    assert result.path == "postgres_copy_text_pipe_direct", result.path
+    expected = "postgres_psql_pipe_direct" if copy_client == "psql" else "postgres_copy_text_pipe_direct"
+    assert result.path == expected, result.path
     assert result.rows_read == 2000 and result.rows_written == 2000
     assert wh.query(f"SELECT sum(id), count() FROM {target_db}.tx").result_rows == pg.execute(
         "SELECT sum(id), count(*) FROM transactions"

@@ -61,6 +61,46 @@ def _with_path_values(path: str, op: dict[str, object], value: str) -> str:
     return path
 
 
+def _unbounded(schema: object, components: dict[str, object], where: str, seen: frozenset[str]) -> list[str]:
+    """Integers without a maximum and strings without a length, pattern, enum or format."""
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        return _unbounded(components[name], components, f"{where}.{name}", seen | {name})
+    found = []
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key, []):
+            found += _unbounded(option, components, where, seen)
+    kind = schema.get("type")
+    if kind == "integer" and "maximum" not in schema and "exclusiveMaximum" not in schema:
+        found.append(f"{where}: integer without a maximum")
+    if kind == "string" and not {"maxLength", "pattern", "enum", "format", "const"} & schema.keys():
+        found.append(f"{where}: string without a bound")
+    for name, value in schema.get("properties", {}).items():
+        found += _unbounded(value, components, f"{where}.{name}", seen)
+    found += _unbounded(schema.get("items"), components, f"{where}[]", seen)
+    found += _unbounded(schema.get("additionalProperties"), components, f"{where}{{}}", seen)
+    return found
+
+
+def test_every_parameter_and_body_field_is_bounded(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    components = spec["components"]["schemas"]
+    found: list[str] = []
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            for parameter in op.get("parameters", []):
+                where = f"{method.upper()} {path} {parameter['name']}"
+                found += _unbounded(parameter.get("schema"), components, where, frozenset())
+            for content in op.get("requestBody", {}).get("content", {}).values():
+                where = f"{method.upper()} {path} body"
+                found += _unbounded(content.get("schema"), components, where, frozenset())
+    assert not found, "\n".join(found)
+
+
 def test_every_list_route_bounds_its_paging(client: httpx.Client, admin_token: str) -> None:
     checked = []
     for method, path, op in _operations(client):

@@ -20,6 +20,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -511,8 +512,11 @@ def _load_delimited_fast(
     """The warehouse parses the file (warehouse_csv); False (nothing written) when the Python path must."""
     try:
         warehouse_csv.eligible(local, inferred, rows.columns, existing)
-        lines = warehouse_csv.scan(local, inferred)
-        loaded = warehouse_csv.load(client, local, inferred, rows.columns, rows.source, staging, lines)
+        with ThreadPoolExecutor(1) as pool:
+            lines = pool.submit(warehouse_csv.scan, local, inferred)
+            loaded = warehouse_csv.load(
+                client, local, inferred, rows.columns, rows.source, staging, lines.result
+            )
     except warehouse_csv.Fallback as reason:
         if log is not None:
             log.info(f"{rows.source}: parsed in Python ({reason})")

@@ -25,7 +25,7 @@ import codecs
 import gzip
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ class FastLoad:
 
 def eligible(local: Path, inferred: Inferred, columns: list[Column], existing: dict[str, str]) -> None:
     """Raise Fallback unless this file and table can take the fast path."""
-    from orchestration.connectors.files import warehouse_file_roots
+    from orchestration.connectors.config import warehouse_file_roots
 
     if inferred.format != "csv" or inferred.compression not in ("none", "gzip"):
         raise Fallback(f"format {inferred.format}/{inferred.compression}")
@@ -125,9 +125,9 @@ def scan(local: Path, inferred: Inferred) -> int:
                     raise Fallback("bytes that are not UTF-8") from None
                 if b"\x00" in data:
                     raise Fallback("NUL bytes")
-                if data.count(b"\r") != data.count(b"\r\n"):
+                if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
                     raise Fallback("a CR that does not end a line")
-                if blanks_after_quote.search(data):
+                if b'"' in data and blanks_after_quote.search(data):
                     raise Fallback("a closing quote followed by blanks")
                 lines += data.count(b"\n")
                 last = data[-1:]
@@ -232,14 +232,16 @@ def load(
     columns: list[Column],
     source: str,
     staging: str,
-    lines: int,
+    count_lines: Callable[[], int],
 ) -> FastLoad:
     """Rows whose values are decided in SQL go into `staging`; the lines left for Python are returned.
 
     The file is read as headerless CSV: record n (from 0, the header included) is `_row_number` n, so
     when the file has as many records as lines, record n starts on line n + 1. (With a header format,
     chDB 26.9's `_row_number` is off by one after the first chunk of its parallel parser.)
-    Raises Fallback (staging emptied) when the warehouse cannot read the file as the Python path would.
+    `count_lines` gives the file's lines (`scan`, run meanwhile in a thread: it reads the file while the
+    warehouse parses it). Raises Fallback (staging emptied) when the warehouse cannot read the file as
+    the Python path would.
     """
     width = len(columns)
     checks, values = [], []
@@ -260,6 +262,7 @@ def load(
             f"FROM {relation} WHERE _row_number >= {skip} AND {decided} {settings}"
         )
         loaded = int(client.command(f"SELECT count() FROM {staging}"))
+        lines = count_lines()
         if loaded == lines - skip:
             return FastLoad(loaded, loaded, [])
         multiline = " OR ".join(f"position(c{i}, '\\n') > 0" for i in range(width))
@@ -268,6 +271,9 @@ def load(
             f"groupArrayIf(_row_number, _row_number >= {skip} AND NOT {decided}) "
             f"FROM {relation} {settings}"
         ).result_rows
+    except Fallback:
+        _empty(client, staging)
+        raise
     except Exception as error:  # noqa: BLE001 - a file the warehouse cannot read goes through Python
         _empty(client, staging)
         text = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__

@@ -203,6 +203,18 @@ def test_sql_casts_never_disagree_with_the_python_converters(warehouse: Client) 
         "1 ",
         "x",
         "١٢",
+        "--1",
+        "+",
+        "-",
+        "1-",
+        "0x1A",
+        "0x1p3",
+        "1.0",
+        "1,5",
+        "\t1",
+        "01.02.2024x",
+        "2024-01-31 10:11:12 ",
+        "2024-01-31T10:11:12+02:00",
     ]
     kinds = [
         Column("c", kind, nullable, scale)

@@ -221,7 +221,9 @@ def _settings(delimiter: str) -> str:
         "input_format_csv_skip_first_lines = 0, input_format_csv_allow_variable_number_of_columns = 0, "
         "input_format_csv_skip_trailing_empty_lines = 0, input_format_csv_allow_cr_end_of_line = 0, "
         "input_format_csv_use_default_on_bad_values = 0, input_format_allow_errors_num = 0, "
-        "input_format_allow_errors_ratio = 0, precise_float_parsing = 1"
+        "input_format_allow_errors_ratio = 0, precise_float_parsing = 1, "
+        # read with pread, not mmap (chDB's default): a mapped file of gigabytes counts in the RSS
+        "storage_file_read_method = 'pread'"
     )
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestration.lib.sql import string_literal
+from orchestration.lib.sql import quote_identifier, string_literal
 from orchestration.storage.inference import NULLS, Column, Inferred, read_records
 
 CHUNK = 4 * 1024 * 1024
@@ -256,7 +256,7 @@ def load(
     relation = _relation(local, inferred, width)
     settings = _settings(inferred.delimiter)
     skip = 1 if inferred.header else 0
-    names = ", ".join(f"`{c.name.replace('`', '')}`" for c in columns)
+    names = ", ".join(quote_identifier(c.name) for c in columns)
     try:
         client.command(
             f"INSERT INTO {staging} ({names}, _source_file, _source_line) "

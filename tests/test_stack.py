@@ -26,8 +26,8 @@ from orchestration.stack import child_env
 from tests.support import WarehouseProcess, isolated_settings, warehouse_auth
 
 EXPECTED_PROCESSES = (
-    "orchestration.warehouse.server", "code-server start", "dagster-webserver", "dagster-daemon", "uvicorn",
-    "orchestration.run_launcher.server",
+    "orchestration.warehouse.server", "code-server start", "dagster-webserver",
+    "orchestration.dagster_daemon", "uvicorn", "orchestration.run_launcher.server",
 )  # fmt: skip
 
 
@@ -95,7 +95,7 @@ def test_run_starts_everything_and_a_dying_component_stops_it_all_cleanly(
             # written now, read after the stop: proves the data folder was released intact
             run_sql(settings.clickhouse_url, "CREATE TABLE stack_probe (x UInt8) ENGINE = Log")
             run_sql(settings.clickhouse_url, "INSERT INTO stack_probe VALUES (7)")
-            daemon = next(p for p in tree if "dagster-daemon" in " ".join(p.cmdline()))
+            daemon = next(p for p in tree if "orchestration.dagster_daemon" in " ".join(p.cmdline()))
             daemon.kill()
             supervisor.wait(timeout=90)
         finally:

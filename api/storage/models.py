@@ -51,7 +51,7 @@ class StorageWatch(Base):
     # target_table, target_database, create_table_if_not_exists, sheet
     import_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
-    poll_interval_seconds: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    poll_interval_seconds: Mapped[int] = mapped_column(Integer, default=2, server_default="5")
     # written by the sensor: distinct complete files it has seen
     files_detected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_checked_at: Mapped[datetime | None]

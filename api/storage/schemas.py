@@ -69,7 +69,7 @@ class WatchCreate(BaseModel):
     recursive: bool = False
     auto_import: bool = True
     import_config: ImportConfig | None = None
-    poll_interval_seconds: int = Field(default=5, ge=1, le=3600)
+    poll_interval_seconds: int = Field(default=2, ge=1, le=3600)
 
 
 class WatchPublic(BaseModel):

@@ -7,6 +7,7 @@ rest); `split_secrets` and `connector_from_stored` convert between the two.
 
 from __future__ import annotations
 
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -228,6 +229,14 @@ def file_roots() -> list[Path]:
     from api.core.config import get_settings  # the one settings object (AETL_FILE_ROOTS)
 
     return get_settings().file_roots
+
+
+def warehouse_file_roots() -> list[Path]:
+    """Folders the warehouse's file() may read (AETL_WAREHOUSE_FILE_ROOTS, default: the imports folder)."""
+    configured = os.environ.get("AETL_WAREHOUSE_FILE_ROOTS")
+    if configured:
+        return [Path(p).resolve() for p in configured.split(":") if p]
+    return [r for r in file_roots() if r.name == "imports"] or file_roots()[:1]
 
 
 class PathOutsideRoot(ConnectorConfigError):

@@ -37,8 +37,8 @@ from orchestration.connectors.config import (
     ConnectorConfigError,
     FileConfig,
     expand_files,
-    file_roots,
     resolve_file_path,
+    warehouse_file_roots,
 )
 from orchestration.connectors.types import arrow_ingest_type, arrow_to_clickhouse, nullable
 
@@ -276,14 +276,6 @@ def describe_table(config: FileConfig, name: str) -> TableSchema:
     else:
         rows, exact, method = 0, True, "empty"
     return TableSchema(name, columns, [], [], rows, exact, method)
-
-
-def warehouse_file_roots() -> list[Path]:
-    """Folders the warehouse's file() may read (AETL_WAREHOUSE_FILE_ROOTS, default: the imports folder)."""
-    configured = os.environ.get("AETL_WAREHOUSE_FILE_ROOTS")
-    if configured:
-        return [Path(p).resolve() for p in configured.split(":") if p]
-    return [r for r in file_roots() if r.name == "imports"] or file_roots()[:1]
 
 
 def warehouse_is_local(url: str) -> bool:

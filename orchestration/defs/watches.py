@@ -2,8 +2,9 @@
 
 Read at code-location load like the deployed pipelines (this module is merged into `aetl_pipelines`,
 which the API reloads after a watch is created or removed). A sensor lists its folder, and a file
-becomes one run only once it is complete: seen with the same size and mtime on two checks in a row
-and not named like a temporary file. The run key is the file's identity (path, size, mtime, content
+becomes one run only once it is complete: not modified for two seconds (or seen with the same size
+and mtime on two checks in a row, the last write over a second ago) and not named like a temporary
+file. The run key is the file's identity (path, size, mtime, content
 hash): Dagster never starts two runs with one run key for a sensor, whatever happens to the cursor,
 the daemon or the code server, so each version of a file is imported once; a run that died is
 retried by the daemon (`dagster/max_retries`), and the import itself replaces the file's rows, so a
@@ -46,6 +47,8 @@ TAG_FILE = "aetl/file"
 TAG_FILE_HASH = "aetl/file_sha256"
 # a file younger than this is left for the next check even when its size did not change
 SETTLE_SECONDS = 1.0
+# a file not modified for this long is complete on its first sighting (no second check needed)
+QUIET_SECONDS = 2.0
 
 WATCHES_SQL = """
 SELECT w.id, w.storage_id, w.watch_path, w.file_pattern, w.recursive, w.auto_import, w.import_config,
@@ -108,7 +111,8 @@ def complete_files(
 ) -> tuple[list[FileEntry], ScanState]:
     """The files that are complete and not yet requested in this version, and the next cursor state.
 
-    Complete: the same size and mtime as at the previous check, and not modified in the last second.
+    Complete: not modified for QUIET_SECONDS (a writer still writing moves the mtime), or the same
+    size and mtime as at the previous check and not modified in the last SETTLE_SECONDS.
     """
     ready = []
     seen: dict[str, list[float]] = {}
@@ -116,7 +120,9 @@ def complete_files(
     for entry in entries:
         identity = [float(entry.size), entry.mtime]
         seen[entry.path] = identity
-        if state.seen.get(entry.path) != identity or now - entry.mtime < SETTLE_SECONDS:
+        quiet = now - entry.mtime >= QUIET_SECONDS
+        stable = state.seen.get(entry.path) == identity and now - entry.mtime >= SETTLE_SECONDS
+        if not (quiet or stable):
             continue
         if requested.get(entry.path) == identity:
             continue

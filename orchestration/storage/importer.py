@@ -20,11 +20,13 @@ import time
 import uuid
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from orchestration.lib.sql import qualified_name, quote_identifier
+from orchestration.storage import warehouse_csv
 from orchestration.storage.inference import (
     SAMPLE_BYTES,
     Column,
@@ -65,6 +67,9 @@ class ImportResult:
     replaced_by_file: bool = True
     seconds: float = 0.0
     content_hash: str = ""
+    # how the rows were parsed: "warehouse_file" (the warehouse's file(), warehouse_csv.py), "python"
+    # (the Python csv reader and converters) or "arrow" (JSON lines, Parquet, Excel)
+    path: str = "arrow"
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -79,6 +84,7 @@ class ImportResult:
             "replaced_by_file": self.replaced_by_file,
             "content_hash": self.content_hash,
             "loading_time_ms": round(self.seconds * 1000, 1),
+            "path": self.path,
         }
 
 
@@ -373,9 +379,13 @@ def import_file(
                 ["load_id", "run_id", "source", "row_number", "reason", "raw_row"],
             )
             if inferred.format == "csv":
-                _load_delimited(
-                    local, inferred, load_columns, source, sink, quarantine, result, load_id, run_id
+                rows = _Rows(load_columns, source, sink, quarantine, result, load_id, run_id)
+                fast = bool(extra) and _load_delimited_fast(
+                    client, local, inferred, existing, staging, rows, log
                 )
+                result.path = "warehouse_file" if fast else "python"
+                if not fast:
+                    _load_delimited(local, inferred, rows)
             else:
                 _load_typed(
                     local,
@@ -435,19 +445,48 @@ def _publish_quarantine(client: Any, rejected: str, staging: str, source: str, k
         client.command(f"INSERT INTO {rejected} SELECT * FROM {staging}")
 
 
-def _load_delimited(
-    local: Path,
-    inferred: Inferred,
-    columns: list[Column],
-    source: str,
-    sink: _Sink,
-    quarantine: _Sink,
-    result: ImportResult,
-    load_id: str,
-    run_id: str,
-) -> None:
-    converters = [converter(c) for c in columns]
-    width = len(columns)
+@dataclass
+class _Rows:
+    """Where the records of a delimited file go: converted into staging, or quarantined with the reason."""
+
+    columns: list[Column]
+    source: str
+    sink: _Sink
+    quarantine: _Sink
+    result: ImportResult
+    load_id: str
+    run_id: str
+
+    def __post_init__(self) -> None:
+        self.converters = [converter(c) for c in self.columns]
+
+    def take(self, line: int, raw_text: str, fields: list[str]) -> None:
+        self.result.rows_read += 1
+        width = len(self.columns)
+        reason = None
+        if fields and fields[0].startswith("\x00"):
+            reason = fields[0][1:]
+        elif len(fields) != width:
+            reason = f"expected {width} fields, found {len(fields)}"
+        else:
+            try:
+                values = [convert(value) for convert, value in zip(self.converters, fields, strict=True)]
+            except ValueError as error:
+                reason = str(error)
+        if reason is None:
+            self.sink.add([*values, self.source, line])
+            return
+        short = reason.split(":", 1)[-1].strip() if reason.startswith("column") else reason
+        key = (
+            (reason.split(":", 1)[0] + ": " + _generic(short))[:200]
+            if reason.startswith("column")
+            else reason[:200]
+        )
+        self.result.reasons[key] = self.result.reasons.get(key, 0) + 1
+        self.quarantine.add([self.load_id, self.run_id, self.source, line, reason[:1000], raw_text[:100_000]])
+
+
+def _load_delimited(local: Path, inferred: Inferred, rows: _Rows) -> None:
     with local.open("rb") as raw:
         stream = _decompressed(raw, inferred.compression, local)
         text = io.TextIOWrapper(stream, encoding=inferred.encoding, errors="strict", newline="")
@@ -458,28 +497,43 @@ def _load_delimited(
                 first = False
                 continue
             first = False
-            result.rows_read += 1
-            reason = None
-            if fields and fields[0].startswith("\x00"):
-                reason = fields[0][1:]
-            elif len(fields) != width:
-                reason = f"expected {width} fields, found {len(fields)}"
-            else:
-                try:
-                    values = [convert(value) for convert, value in zip(converters, fields, strict=True)]
-                except ValueError as error:
-                    reason = str(error)
-            if reason is None:
-                sink.add([*values, source, line])
-            else:
-                short = reason.split(":", 1)[-1].strip() if reason.startswith("column") else reason
-                key = (
-                    (reason.split(":", 1)[0] + ": " + _generic(short))[:200]
-                    if reason.startswith("column")
-                    else reason[:200]
-                )
-                result.reasons[key] = result.reasons.get(key, 0) + 1
-                quarantine.add([load_id, run_id, source, line, reason[:1000], raw_text[:100_000]])
+            rows.take(line, raw_text, fields)
+
+
+def _load_delimited_fast(
+    client: Any,
+    local: Path,
+    inferred: Inferred,
+    existing: dict[str, str],
+    staging: str,
+    rows: _Rows,
+    log: Any,
+) -> bool:
+    """The warehouse parses the file (warehouse_csv); False (nothing written) when the Python path must."""
+    try:
+        warehouse_csv.eligible(local, inferred, rows.columns, existing)
+        with ThreadPoolExecutor(1) as pool:
+            lines = pool.submit(warehouse_csv.scan, local, inferred)
+            loaded = warehouse_csv.load(
+                client, local, inferred, rows.columns, rows.source, staging, lines.result
+            )
+    except warehouse_csv.Fallback as reason:
+        if log is not None:
+            log.info(f"{rows.source}: parsed in Python ({reason})")
+        return False
+    # the values SQL left undecided: the Python converters load or quarantine them, as on the Python path
+    before = rows.result.rows_read
+    for line, raw_text, fields in warehouse_csv.lines_of(local, inferred, loaded.python_lines):
+        rows.take(line, raw_text, fields)
+    decided_in_python = rows.result.rows_read - before
+    rows.result.rows_read = before + loaded.rows_read - len(loaded.python_lines) + decided_in_python
+    rows.sink.written += loaded.loaded_in_sql
+    if log is not None:
+        log.info(
+            f"{rows.source}: parsed by the warehouse ({loaded.loaded_in_sql} rows in SQL, "
+            f"{len(loaded.python_lines)} decided by the Python converters)"
+        )
+    return True
 
 
 def _generic(reason: str) -> str:

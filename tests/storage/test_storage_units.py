@@ -106,16 +106,19 @@ def test_paths_stay_inside_the_mount(tmp_path: Path) -> None:
 
 def test_a_file_is_requested_once_when_stable() -> None:
     now = 1_000_000.0
-    growing = FileEntry("a.csv", 10, now - 5)
+    quiet = FileEntry("q.csv", 10, now - 5)
+    ready, state = complete_files([quiet], ScanState(), now)
+    assert ready == [quiet]  # first sight, but not modified for 5 s: complete
+    growing = FileEntry("a.csv", 10, now - 0.5)
     ready, state = complete_files([growing], ScanState(), now)
-    assert ready == []  # first sight: not yet known to be stable
+    assert ready == []  # first sight, written half a second ago: not yet known to be stable
     grown = FileEntry("a.csv", 20, now - 0.5)
     ready, state = complete_files([grown], state, now)
     assert ready == []  # size changed
     ready, state = complete_files([grown], state, now + 0.2)
     assert ready == []  # same size, but written less than a second ago
-    ready, state = complete_files([grown], state, now + 2)
-    assert ready == [grown]
+    ready, state = complete_files([grown], state, now + 0.6)
+    assert ready == [grown]  # same size and mtime on two checks, the last write over a second ago
     state.requested[grown.path] = [20.0, grown.mtime]
     state = ScanState.parse(state.dump())  # the cursor survives as text
     assert complete_files([grown], state, now + 3)[0] == []

@@ -28,7 +28,10 @@ def main() -> int:
     from dagster._daemon import sensor
     from dagster._daemon.cli import main as dagster_daemon
 
-    sensor.MIN_INTERVAL_LOOP_TIME = loop_seconds()  # type: ignore[assignment]
+    if hasattr(sensor, "MIN_INTERVAL_LOOP_TIME"):
+        sensor.MIN_INTERVAL_LOOP_TIME = loop_seconds()  # type: ignore[assignment]
+    else:  # a Dagster release without it: its own loop, slower watches, said once at start
+        print("dagster_daemon: no sensor loop setting here; watches poll every ~5 s", file=sys.stderr)
     sys.argv[0] = "dagster-daemon"
     dagster_daemon()
     return 0

@@ -153,3 +153,10 @@ def test_watches_build_into_the_pipelines_location() -> None:
 
     # the pipelines sharing the location load even when the watches cannot be read
     assert build_watches("postgresql://unused", loader=broken).sensors == []
+
+
+def test_the_daemon_wrapper_still_finds_dagsters_sensor_loop() -> None:
+    """orchestration/dagster_daemon.py shortens a private constant: an upgrade that drops it fails here."""
+    from dagster._daemon import sensor
+
+    assert isinstance(sensor.MIN_INTERVAL_LOOP_TIME, int | float)

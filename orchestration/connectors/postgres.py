@@ -293,19 +293,10 @@ def psql_copy_command(
     return argv, env
 
 
-def copy_stream(
-    conn: psycopg.Connection[Any],
-    config: PostgresConfig,
-    table: str | None,
-    query: str | None,
-    columns: list[ColumnInfo],
-    cursor_column: str | None = None,
-    cursor_after: Any = None,
-) -> Generator[bytes, None, None]:
-    """The rows as TabSeparated bytes, straight from `COPY … TO STDOUT` (text format)."""
+def copy_stream(conn: psycopg.Connection[Any], statement: sql.Composed) -> Generator[bytes, None, None]:
+    """The rows of a `copy_statement` as TabSeparated bytes, straight from COPY's text format."""
     for name, value in COPY_SESSION_SETTINGS.items():
         conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-    statement = copy_statement(config, table, query, columns, cursor_column, cursor_after)
     with conn.cursor() as cursor, cursor.copy(statement) as copy:
         # COPY hands out one row per message: send the warehouse large blocks instead
         buffer = bytearray()

@@ -226,9 +226,7 @@ def _stage_postgres(
             summary = pipe_into_staging(client, table, structure, "TabSeparated", psql)
             return _staged_postgres(client, table, staging, summary, "postgres_psql_pipe", 0)
         counted = {"bytes": 0}
-        stream = postgres.copy_stream(
-            conn, config, source.table, source.query, columns, source.cursor_column, cursor_after
-        )
+        stream = postgres.copy_stream(conn, _copy_statement(config, source, columns, cursor_after))
         first = next(stream, None)
         if first is None:
             # nothing to read (e.g. no new rows past the cursor): an empty insert is an error in ClickHouse
@@ -266,13 +264,18 @@ def _staged_postgres(
     return StagedSource(f"SELECT * FROM {table}", path, rows, size, staging_table=staging)
 
 
+def _copy_statement(
+    config: PostgresConfig, source: Source, columns: list[ColumnInfo], cursor_after: Any
+) -> Any:
+    return postgres.copy_statement(
+        config, source.table, source.query, columns, source.cursor_column, cursor_after
+    )
+
+
 def _psql(
     conn: Any, config: PostgresConfig, source: Source, columns: list[ColumnInfo], cursor_after: Any
 ) -> Producer | None:
-    statement = postgres.copy_statement(
-        config, source.table, source.query, columns, source.cursor_column, cursor_after
-    )
-    command = postgres.psql_copy_command(conn, statement)
+    command = postgres.psql_copy_command(conn, _copy_statement(config, source, columns, cursor_after))
     return run_into_pipe(*command) if command is not None else None
 
 
@@ -287,9 +290,7 @@ def _postgres_feed(
         produce = _psql(conn, config, source, columns, cursor_after)
         path = "postgres_psql_pipe_direct"
         if produce is None:
-            stream = postgres.copy_stream(
-                conn, config, source.table, source.query, columns, source.cursor_column, cursor_after
-            )
+            stream = postgres.copy_stream(conn, _copy_statement(config, source, columns, cursor_after))
             resources.callback(stream.close)
             first = next(stream, None)  # the COPY has started: errors of the query show up here
             if first is None:

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP as HTTP_POLICY
 from http.server import BaseHTTPRequestHandler
@@ -90,6 +90,25 @@ TRANSPORT_PARAMS = frozenset(
 SPOOL_MEMORY = 64 * 1024 * 1024
 MAX_QUERY_BYTES = 256 * 1024 * 1024
 INSERT_APPEND_CHUNK = 4 * 1024 * 1024
+
+
+# ClickHouse's default max_session_timeout: a longer session is refused, as it refuses it
+MAX_SESSION_TIMEOUT = 3600.0
+
+
+def session_timeout(params: Mapping[str, str]) -> float:
+    """The `session_timeout` parameter in seconds (default 60); 374 unless a number in [0, 3600]."""
+    try:
+        timeout = float(params.get("session_timeout") or 60)
+    except ValueError:
+        raise ch_error(374, "INVALID_SESSION_TIMEOUT", "Invalid session timeout") from None
+    if not 0 <= timeout <= MAX_SESSION_TIMEOUT:  # NaN fails this too
+        raise ch_error(
+            374,
+            "INVALID_SESSION_TIMEOUT",
+            f"Session timeout {params.get('session_timeout')} is out of range [0, {MAX_SESSION_TIMEOUT:.0f}]",
+        )
+    return timeout
 
 
 class _Keepalive:
@@ -308,10 +327,7 @@ class Handler(BaseHTTPRequestHandler):
             }  # form fields may carry settings and parameters too
             req.bind = {k[6:]: v for k, v in req.params.items() if k.startswith("param_")}
             if session_id:
-                try:
-                    timeout = float(req.params.get("session_timeout") or 60)
-                except ValueError:
-                    raise ch_error(374, "INVALID_SESSION_TIMEOUT", "Invalid session timeout") from None
+                timeout = session_timeout(req.params)
                 conn = wh.session(session_id, timeout, req.params.get("session_check") in ("1", "true"))
             else:
                 conn = wh.acquire()
@@ -689,7 +705,8 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Type", "text/plain; charset=UTF-8")
         if req.params.get("session_id"):
-            self.send_header("Keep-Alive", f"timeout={int(float(req.params.get('session_timeout') or 60))}")
+            with contextlib.suppress(ClickHouseError):  # an invalid one is answered with its own error
+                self.send_header("Keep-Alive", f"timeout={int(session_timeout(req.params))}")
 
     def _summary(self, req: Request, elapsed: float) -> str:
         s = req.summary

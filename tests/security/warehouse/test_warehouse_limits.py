@@ -38,6 +38,19 @@ def test_open_sessions_are_limited(small_warehouse: WarehouseProcess) -> None:
         assert http.post("/", content=b"SELECT 3").text == "3\n"
 
 
+def test_session_timeouts_are_bounded(warehouse_url: str) -> None:
+    """A session may idle at most ClickHouse's max_session_timeout (3600 s); nonsense is a 374."""
+    with httpx.Client(base_url=warehouse_url, auth=warehouse_auth(), timeout=30) as http:
+        for value in ("3601", "86400", "-1", "nan", "soon"):
+            sid = f"t-{uuid.uuid4()}"
+            answer = http.post("/", params={"session_id": sid, "session_timeout": value}, content=b"SELECT 1")
+            assert answer.headers["X-ClickHouse-Exception-Code"] == "374", (value, answer.text)
+            assert "INVALID_SESSION_TIMEOUT" in answer.text
+        sid = f"t-{uuid.uuid4()}"
+        ok = http.post("/", params={"session_id": sid, "session_timeout": "5"}, content=b"SELECT 1")
+        assert ok.text == "1\n" and ok.headers["Keep-Alive"] == "timeout=5"
+
+
 def test_multipart_bodies_are_limited(small_warehouse: WarehouseProcess) -> None:
     with httpx.Client(base_url=small_warehouse.url, auth=warehouse_auth(), timeout=30) as http:
         small = {"ext": ("ext.tsv", b"1\n2\n", "text/tab-separated-values")}

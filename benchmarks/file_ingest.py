@@ -176,6 +176,11 @@ def main() -> int:
     args = parser.parse_args()
 
     with running_stack(args.running, AETL_RATE_LIMIT_ENABLED="false") as stack:
+        # the importer called in this process decides its fast path from the stack's file() roots
+        roots = stack.settings.file_roots
+        os.environ["AETL_WAREHOUSE_FILE_ROOTS"] = stack.settings.warehouse_file_roots or ":".join(
+            str(r) for r in ([r for r in roots if r.name == "imports"] or roots[:1])
+        )
         headers = admin_headers(stack)
         api = httpx.Client(base_url=f"{stack.api_url}/api/v1", headers=headers, timeout=120)
         warehouse = get_client(stack.settings.clickhouse_url)

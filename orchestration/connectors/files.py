@@ -162,6 +162,18 @@ def record_batches(config: FileConfig, path: Path) -> Iterator[pa.RecordBatch]:
         yield from _excel_batches(config, path)
 
 
+def excel_sheet_names(config: FileConfig, path: Path) -> list[str]:
+    """The workbook's sheets, in order."""
+    import openpyxl
+
+    with _seekable(config, path) as local:
+        book = openpyxl.load_workbook(str(local), read_only=True)
+        try:
+            return list(book.sheetnames)
+        finally:
+            book.close()
+
+
 def _excel_batches(config: FileConfig, path: Path) -> Iterator[pa.RecordBatch]:
     import openpyxl
 

@@ -187,6 +187,11 @@ def _typed_batches(local: Path, fmt: str, compression: str, sheet: str | None) -
         compression="gzip" if compression == "gzip" else "none",
         sheet=sheet,
     )
+    if fmt == "excel" and sheet is None:
+        # no sheet named: every sheet, in the workbook's order, into the one table
+        for name in files.excel_sheet_names(config, local):
+            yield from files.record_batches(config.model_copy(update={"sheet": name}), local)
+        return
     yield from files.record_batches(config, local)
 
 
@@ -214,10 +219,19 @@ def _infer_typed(local: Path, fmt: str, compression: str, sheet: str | None) -> 
     else:
         from orchestration.connectors.files import BATCH_ROWS as ARROW_BATCH
 
+        sheets = 1
+        if fmt == "excel" and sheet is None and compression != "zip":
+            from orchestration.connectors import files
+            from orchestration.connectors.config import FileConfig
+
+            excel = FileConfig(type="excel", compression="gzip" if compression == "gzip" else "none")
+            sheets = len(files.excel_sheet_names(excel, local))
         inferred.estimated_rows = first.num_rows
-        inferred.estimate_exact = first.num_rows < ARROW_BATCH and fmt == "excel"
+        inferred.estimate_exact = (
+            first.num_rows < ARROW_BATCH and fmt == "excel" and sheets == 1 and compression != "zip"
+        )
         inferred.estimate_method = "rows of the first block" + (
-            "" if inferred.estimate_exact else " (lower bound)"
+            "" if inferred.estimate_exact else f" (lower bound{f'; {sheets} sheets' if sheets > 1 else ''})"
         )
     inferred.sample_rows = first.num_rows
     return inferred
@@ -575,7 +589,9 @@ def _load_typed(
             continue
         missing = [n for n in wanted if n not in batch.schema.names]
         if missing:
-            raise ImportFailed(f"columns missing from a later block of the file: {', '.join(missing)}")
+            raise ImportFailed(
+                f"columns missing from a later block or sheet of the file: {', '.join(missing)}"
+            )
         table = pa.Table.from_batches([ingestable(batch.select(wanted))])
         if with_source:
             table = table.append_column(SOURCE_FILE, pa.array([source] * batch.num_rows, pa.string()))

@@ -121,6 +121,57 @@ def test_import_infers_loads_quarantines_and_replaces(
     assert error["error"]["details"]["missing_columns"] == ["extra"]
 
 
+def test_excel_every_sheet_or_a_named_one_and_parquet(
+    api: httpx.Client,
+    engineer: Caller,
+    folder: Path,
+    dagster: DagsterClient,
+    warehouse: Client,
+    database: str,
+) -> None:
+    import datetime as dt
+
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import xlsxwriter  # type: ignore[import-untyped]
+
+    book = xlsxwriter.Workbook(str(folder / "regions.xlsx"))
+    for name, rows in (("North", [(1, "Oslo", 10.5), (2, "Bergen", 7.25)]), ("South", [(3, "Rome", 3.0)])):
+        sheet = book.add_worksheet(name)
+        sheet.write_row(0, 0, ["id", "city", "amount"])
+        for i, row in enumerate(rows, start=1):
+            sheet.write_row(i, 0, row)
+    book.close()
+    pq.write_table(
+        pa.table({"id": [7, 8], "day": [dt.date(2025, 1, 1), dt.date(2025, 1, 2)], "city": ["Riga", None]}),
+        folder / "days.parquet",
+    )
+    mount = mount_local(api, engineer, str(folder), mount_point=f"/mnt/{folder.name}")
+
+    def load(name: str, table: str, **extra: object) -> dict[str, object]:
+        response = _import(api, engineer, mount["mount_point"], name, database, target_table=table, **extra)
+        assert response.status_code == 202, response.text
+        body: dict[str, object] = response.json()
+        assert dagster.wait_for_run(str(body["run_id"]), timeout=RUN_TIMEOUT).status is RunStatus.SUCCESS
+        return body
+
+    # no sheet named: every sheet, in order, into one table (the estimate says it is a lower bound)
+    every = load("regions.xlsx", "regions")
+    assert every["estimated_rows_exact"] is False
+    rows = warehouse.query(
+        f"SELECT id, city, amount, _source_line FROM {database}.regions ORDER BY id"
+    ).result_rows
+    assert rows == [(1, "Oslo", 10.5, 1), (2, "Bergen", 7.25, 2), (3, "Rome", 3.0, 3)]
+    # a named sheet: only its rows
+    load("regions.xlsx", "south", sheet="South")
+    assert warehouse.query(f"SELECT id, city FROM {database}.south").result_rows == [(3, "Rome")]
+
+    parquet = load("days.parquet", "days")
+    assert parquet["estimated_rows"] == 2 and parquet["estimated_rows_exact"] is True
+    got = warehouse.query(f"SELECT id, day, city FROM {database}.days ORDER BY id").result_rows
+    assert got == [(7, dt.date(2025, 1, 1), "Riga"), (8, dt.date(2025, 1, 2), None)]
+
+
 def test_import_refuses_paths_outside_the_mount(
     api: httpx.Client, engineer: Caller, folder: Path, tmp_path: Path, database: str
 ) -> None:

@@ -4,7 +4,9 @@ rows, a schema mismatch names the columns, and paths never leave the mount."""
 
 from __future__ import annotations
 
+import gzip
 import os
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -121,7 +123,7 @@ def test_import_infers_loads_quarantines_and_replaces(
     assert error["error"]["details"]["missing_columns"] == ["extra"]
 
 
-def test_excel_every_sheet_or_a_named_one_and_parquet(
+def test_excel_every_sheet_or_a_named_one_parquet_jsonl_gz_and_zip(
     api: httpx.Client,
     engineer: Caller,
     folder: Path,
@@ -170,6 +172,18 @@ def test_excel_every_sheet_or_a_named_one_and_parquet(
     assert parquet["estimated_rows"] == 2 and parquet["estimated_rows_exact"] is True
     got = warehouse.query(f"SELECT id, day, city FROM {database}.days ORDER BY id").result_rows
     assert got == [(7, dt.date(2025, 1, 1), "Riga"), (8, dt.date(2025, 1, 2), None)]
+
+    # JSON lines, gzip-compressed; a CSV inside a single-file zip
+    lines = b'{"id": 1, "kind": "click"}\n{"id": 2, "kind": "view"}\n{"id": 3, "kind": null}\n'
+    (folder / "events.jsonl.gz").write_bytes(gzip.compress(lines))
+    load("events.jsonl.gz", "events")
+    events = warehouse.query(f"SELECT id, kind FROM {database}.events ORDER BY id").result_rows
+    assert events == [(1, "click"), (2, "view"), (3, None)]
+    with zipfile.ZipFile(folder / "orders.zip", "w") as archive:
+        archive.writestr("orders.csv", "id,total\n1,9.5\n2,11.25\n")
+    load("orders.zip", "orders")
+    orders = warehouse.query(f"SELECT id, total FROM {database}.orders ORDER BY id").result_rows
+    assert orders == [(1, 9.5), (2, 11.25)]
 
 
 def test_import_refuses_paths_outside_the_mount(

@@ -18,7 +18,7 @@ from orchestration.defs.watches import TAG_WATCH
 from orchestration.stack import Stack
 
 pytestmark = pytest.mark.timeout(900)
-FILES = 8
+FILES = 20  # as the issue asks
 ROWS = 200
 
 

@@ -276,8 +276,33 @@ class Stack:
         except DagsterClientError:
             return False
 
+    def busy_ports(self) -> list[str]:
+        """The ports of this stack's services that something already listens on."""
+        settings = self.settings
+        wanted: list[tuple[str, str, int]] = []
+        if "warehouse" in self.services and settings.embedded_warehouse:
+            wanted.append(("warehouse", settings.warehouse_host, settings.clickhouse_http_port))
+        if "dagster" in self.services:
+            wanted.append(("dagster-webserver", settings.dagster_host, settings.dagster_port))
+            wanted += [(f"code-server:{loc.name}", host, port) for loc, host, port in self._code_servers()]
+        if "api" in self.services:
+            wanted.append(("api", settings.host, settings.api_port))
+        probe = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+        return [f"{name} {port}" for name, host, port in wanted if port_open(probe.get(host, host), port)]
+
     def start(self, timeout: float = 240.0) -> float:
-        """Start the services and wait until each answers; returns the seconds it took."""
+        """Start the services and wait until each answers; returns the seconds it took.
+
+        A port already taken is an error: a readiness check would otherwise accept whatever answers
+        there (another stack's API, an old warehouse) as this stack's service.
+        """
+        busy = self.busy_ports()
+        if busy:
+            raise RuntimeError(
+                f"ports already in use: {', '.join(busy)} — another stack or program runs there; "
+                "stop it or choose other ports (API_PORT, DAGSTER_PORT, CLICKHOUSE_HTTP_PORT, "
+                "DAGSTER_CODE_SERVER_PORT)"
+            )
         started = time.monotonic()
         for wave_of in (self._first_wave, self._second_wave):
             wave = wave_of()

@@ -146,3 +146,19 @@ def test_killing_the_parent_of_run_stops_everything_even_in_start_up(second_stac
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_port_already_taken_is_an_error_not_a_foreign_service(tmp_path: Path) -> None:
+    """Something listening on the API's port (an old stack) must not pass for this stack's API."""
+    from orchestration.stack import Stack
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        settings = isolated_settings(tmp_path / "data", API_PORT=port)
+        stack = Stack(settings, services=("api",))
+        assert stack.busy_ports() == [f"api {port}"]
+        with pytest.raises(RuntimeError, match=f"ports already in use: api {port}"):
+            stack.start(timeout=5)
+        assert stack.components == []  # nothing was started

@@ -392,7 +392,9 @@ def import_file(
                 database,
                 ["load_id", "run_id", "source", "row_number", "reason", "raw_row"],
             )
-            if inferred.format == "csv":
+            # a zipped CSV was inferred from its Arrow reading (infer_file): it loads the same way
+            delimited = inferred.format == "csv" and inferred.compression != "zip"
+            if delimited:
                 rows = _Rows(load_columns, source, sink, quarantine, result, load_id, run_id)
                 fast = bool(extra) and _load_delimited_fast(
                     client, local, inferred, existing, staging, rows, log
@@ -414,7 +416,7 @@ def import_file(
                 )
             sink.flush()
             quarantine.flush()
-            result.rows_loaded = sink.written if inferred.format == "csv" else result.rows_loaded
+            result.rows_loaded = sink.written if delimited else result.rows_loaded
             result.rows_quarantined = quarantine.written
             # the quarantine first: a failure between the two leaves the file's old rows, never lost ones
             _publish_quarantine(

@@ -220,7 +220,7 @@ def _stage_postgres(
         table = create_staging(client, staging, [(c.name, c.clickhouse_type) for c in columns])
         local = files.warehouse_is_local(warehouse_url)
         psql = _psql(conn, config, source, columns, cursor_after) if local else None
-        structure = ", ".join(f"{quote_identifier(c.name)} {c.clickhouse_type}" for c in columns)
+        structure = _structure(columns)
         if psql is not None:
             # psql's COPY → named pipe → file(): no Python step per row anywhere
             summary = pipe_into_staging(client, table, structure, "TabSeparated", psql)
@@ -308,10 +308,18 @@ def _postgres_feed(
     except BaseException:
         resources.close()
         raise
-    structure = ", ".join(f"{quote_identifier(c.name)} {c.clickhouse_type}" for c in columns)
-    body = f"SELECT * FROM file({string_literal(str(fifo))}, 'TabSeparated', {string_literal(structure)})"
+    body = f"SELECT * FROM {pipe_relation(fifo, 'TabSeparated', _structure(columns))}"
     feed = PipeFeed(fifo, produce, resources, lambda error: _source_error(source, error))
     return StagedSource(body, path, None, 0, insert_settings={"input_format_parallel_parsing": 1}, feed=feed)
+
+
+def _structure(columns: list[ColumnInfo]) -> str:
+    return ", ".join(f"{quote_identifier(c.name)} {c.clickhouse_type}" for c in columns)
+
+
+def pipe_relation(fifo: Path, fmt: str, structure: str) -> str:
+    """The table function that reads a named pipe (the warehouse's guard allows the pipes folder)."""
+    return f"file({string_literal(str(fifo))}, '{fmt}', {string_literal(structure)})"
 
 
 def new_pipe() -> Path:
@@ -339,8 +347,7 @@ def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, produce
     try:
         with feeding_pipe(fifo, produce):
             return client.command(
-                f"INSERT INTO {table} SELECT * FROM file({string_literal(str(fifo))}, '{fmt}', "
-                f"{string_literal(structure)}) "
+                f"INSERT INTO {table} SELECT * FROM {pipe_relation(fifo, fmt, structure)} "
                 "SETTINGS input_format_parallel_parsing = 1"
             )
     finally:

@@ -210,23 +210,22 @@ def _inside_reject_root(path: str, policy: Policy) -> bool:
 
 
 def _check_tokens(statement: str, policy: Policy) -> None:
-    words = _words(statement)
-    upper = [w.upper() for w in words]
+    toks: Sequence[sql.Token] = list(sql.significant_tokens(statement))  # once for every check here
+    upper = {statement[t.start : t.end].upper() for t in toks if t.kind == "word"}
     if "OUTFILE" in upper:
         raise denied("INTO OUTFILE")
     if "INFILE" in upper:
         raise denied("FROM INFILE")
-    _check_disk_definitions(statement)
-    check_settings(_assigned_settings(statement), policy)
+    _check_disk_definitions(statement, toks)
+    check_settings(_assigned_settings(statement, toks), policy)
 
 
-def _check_disk_definitions(statement: str) -> None:
+def _check_disk_definitions(statement: str, toks: Sequence[sql.Token]) -> None:
     """``SETTINGS disk = disk(type = web|s3|local, …)`` makes a storage reach a URL or a folder.
 
     EXPLAIN AST shows such a setting only as a bare ``Set`` node, so the call is found in the tokens:
     the word ``disk`` followed by ``(`` (inside a string literal it is not a token, so not matched).
     """
-    toks: Sequence[sql.Token] = list(sql.significant_tokens(statement))
     for word, following in zip(toks, toks[1:], strict=False):
         if (
             word.kind == "word"
@@ -308,9 +307,8 @@ def _words(statement: str) -> list[str]:
     return [statement[t.start : t.end] for t in sql.significant_tokens(statement) if t.kind == "word"]
 
 
-def _assigned_settings(statement: str) -> Iterator[tuple[str, str]]:
+def _assigned_settings(statement: str, toks: Sequence[sql.Token]) -> Iterator[tuple[str, str]]:
     """``name = 'value'`` pairs anywhere in the statement (SET and SETTINGS clauses)."""
-    toks: Sequence[sql.Token] = list(sql.significant_tokens(statement))
     for i in range(len(toks) - 2):
         name, eq, value = toks[i], toks[i + 1], toks[i + 2]
         if (

@@ -9,7 +9,9 @@ location itself (so a reloaded location is never stale) and runs `dagster api ex
 Dagster's semantics are kept:
 - run storage and events: the child is an ordinary run worker on the same instance;
 - terminate: RUN_CANCELING is reported, then SIGTERM goes to the worker, whose Dagster interrupt
-  handling ends the run CANCELED (the same path Docker/K8s launchers use);
+  handling ends the run CANCELED (the same path Docker/K8s launchers use); a worker that ends
+  without recording it (signalled before its handler existed, or not yet started) is watched and
+  its run reported CANCELED at once instead of after run monitoring's cancel timeout;
 - run monitoring: `check_run_worker_health` looks the worker up by pid + start time (tag
   `aetl/run_worker`), so a worker that died (OOM, kill -9) makes the monitor fail the run;
 - when the server is unreachable, or a location runs on another Python, the run goes through the
@@ -24,6 +26,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Self
@@ -50,6 +53,9 @@ RUN_LAUNCHER_TAG = "aetl/run_launcher"
 VIA_GRPC = "grpc-fallback"  # the value of RUN_LAUNCHER_TAG on a run the fallback launched
 # how long terminate waits for a run the daemon is launching right now to get its worker tag
 LAUNCH_IN_FLIGHT_WAIT_S = 10.0
+# how long after SIGTERM terminate watches the worker, and how often (see terminate)
+CANCEL_WATCH_S = 120.0
+CANCEL_WATCH_POLL_S = 0.1
 
 
 class RunWorkerServerError(Exception):
@@ -197,17 +203,48 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
             worker = self.worker_of(run)
         if worker is None:  # launched through the gRPC fallback: the code server owns the worker
             return self._grpc_launcher.terminate(run_id)
-        self._instance.report_run_canceling(run)
-        pid = int(worker["pid"])
-        if not self._worker_here(worker) or not process_alive(pid, worker.get("start_ticks")):
+        if not self._worker_here(worker):
             self._instance.report_engine_event(
-                f"Run worker {pid} on {worker.get('host')} is not running here; nothing to terminate.",
+                f"Run worker {worker.get('pid')} is on host {worker.get('host')}, not here; "
+                "nothing to terminate.",
                 run,
                 cls=self.__class__,
             )
             return False
-        # Dagster's own interrupt handling in the worker turns SIGTERM into a CANCELED run
-        os.kill(pid, signal.SIGTERM)
+        self._instance.report_run_canceling(run)
+        pid, start_ticks = int(worker["pid"]), worker.get("start_ticks")
+        if process_alive(pid, start_ticks):
+            # Dagster's own interrupt handling in the worker turns SIGTERM into a CANCELED run
+            os.kill(pid, signal.SIGTERM)
+        # ...unless the worker never records it: SIGTERM before Dagster's handler is installed
+        # (default action: death), or a worker that had not read the run yet finds it CANCELING and
+        # exits as a "duplicate". Then the run would sit in CANCELING until run monitoring's cancel
+        # timeout; a watcher ends it as soon as the worker is gone.
+        threading.Thread(
+            target=self.finish_cancel_when_worker_exits,
+            args=(run_id, pid, start_ticks),
+            name=f"aetl-cancel-{run_id[:8]}",
+            daemon=True,
+        ).start()
+        return True
+
+    def finish_cancel_when_worker_exits(
+        self, run_id: str, pid: int, start_ticks: int | None, timeout: float = CANCEL_WATCH_S
+    ) -> bool:
+        """Wait for the worker to end; if the run is still unfinished then, report it CANCELED.
+        Returns True when this call ended the run."""
+        deadline = time.monotonic() + timeout
+        while process_alive(pid, start_ticks):
+            if time.monotonic() >= deadline:
+                return False  # still running: run monitoring's cancel timeout takes it from here
+            time.sleep(CANCEL_WATCH_POLL_S)
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        ended = self.get_run_worker_debug_info(run) or f"run worker {pid} is gone"
+        self._instance.report_run_canceled(
+            run, message=f"Run worker ended without recording the cancellation ({ended}); run canceled."
+        )
         return True
 
     # -- run monitoring -------------------------------------------------------------------------

@@ -95,6 +95,26 @@ def test_terminate_stops_the_forked_worker_and_cancels_the_run(dagster: DagsterC
     assert not process_alive(pid, None)
 
 
+def test_a_worker_that_dies_without_recording_the_cancel_still_ends_canceled(dagster: DagsterClient) -> None:
+    # the race of a terminate that lands before the worker installed Dagster's handler (or before it
+    # read the run): the worker ends without writing RUN_CANCELED. Stop the worker so that SIGTERM
+    # stays pending, terminate, then kill it: nothing from the worker, yet the run must end CANCELED
+    # at once (run monitoring's cancel timeout would take 60 s; it never fails a CANCELING run).
+    run_id = dagster.launch_run("sleep_job", run_config=sleep_config(120))
+    pid = worker_pid(wait_for(dagster, run_id, {RunStatus.STARTED}, timeout=60))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        dagster.terminate_run(run_id)
+        assert dagster.get_run(run_id).status == RunStatus.CANCELING
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(dagster, run_id, {RunStatus.CANCELED}, timeout=15)
+    print(f"worker killed during cancel -> CANCELED in {time.monotonic() - killed:.1f}s")
+    messages = " ".join(e.message for e in dagster.get_run_logs(run_id).events)
+    assert "ended without recording the cancellation" in messages and "killed by SIGKILL" in messages
+
+
 def test_killed_worker_is_failed_by_run_monitoring(dagster: DagsterClient) -> None:
     run_id = dagster.launch_run("sleep_job", run_config=sleep_config(120))
     run = wait_for(dagster, run_id, {RunStatus.STARTED}, timeout=60)

@@ -175,6 +175,10 @@ def _settled_event_count(dagster: DagsterClient, run_id: str, quiet_seconds: flo
     return count
 
 
+RETENTION_DAYS = 20_000
+KEEP = {"retention_days": RETENTION_DAYS}
+
+
 def test_execution_logs_cleanup_deletes_exactly_the_old_runs(
     api: httpx.Client, admin: Caller, dagster: DagsterClient, stack: Stack
 ) -> None:
@@ -184,32 +188,38 @@ def test_execution_logs_cleanup_deletes_exactly_the_old_runs(
     new_run = dagster.launch_run("sleep_job", run_config=config, tags=marker)
     for run_id in (old_run, new_run):
         assert wait_run_finished(dagster, run_id) == "SUCCESS"
-    # make one run 400 days old in Dagster's own run storage (the test's "old data")
+    # make one run 60 years old in Dagster's own run storage (the test's "old data"), far beyond the
+    # retention asked below (~55 years), so that no other run of the session can count as old too
     engine = sa.create_engine(stack.settings.dagster_pg_url.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.begin() as conn:
             conn.execute(
                 sa.text(
-                    "UPDATE runs SET create_timestamp = create_timestamp - interval '400 days', "
-                    "update_timestamp = update_timestamp - interval '400 days' WHERE run_id = :r"
+                    "UPDATE runs SET create_timestamp = create_timestamp - interval '60 years', "
+                    "update_timestamp = update_timestamp - interval '60 years' WHERE run_id = :r"
                 ),
                 {"r": old_run},
             )
+            old_runs = conn.execute(
+                sa.text(
+                    "SELECT run_id, pipeline_name, status, create_timestamp FROM runs "
+                    f"WHERE create_timestamp < now() - interval '{RETENTION_DAYS} days'"
+                )
+            ).all()
     finally:
         engine.dispose()
     # the run worker may still write an engine event just after RUN_SUCCESS: count once it settled
     events = _settled_event_count(dagster, old_run)
     assert events > 5
 
-    estimate = api.get(
-        "/admin/cleanup/estimate/execution-logs", headers=admin.headers, params={"retention_days": 365}
-    )
+    estimate = api.get("/admin/cleanup/estimate/execution-logs", headers=admin.headers, params=KEEP)
     assert estimate.status_code == 200, estimate.text
     data = estimate.json()["data"]
-    assert data["runs"] == 1 and data["events"] == events and data["estimated_records"] == 1 + events
+    assert data["runs"] == 1, f"old runs in Dagster's storage: {old_runs}"
+    assert data["events"] == events and data["estimated_records"] == 1 + events
     assert dagster.get_run(old_run).run_id == old_run
 
-    done = api.post("/admin/cleanup/execution-logs", headers=admin.headers, json={"retention_days": 365})
+    done = api.post("/admin/cleanup/execution-logs", headers=admin.headers, json=KEEP)
     assert done.status_code == 200, done.text
     result = done.json()["data"]
     assert result["runs_deleted"] == 1 and result["events_deleted"] == events
@@ -219,9 +229,9 @@ def test_execution_logs_cleanup_deletes_exactly_the_old_runs(
     assert dagster.get_run(new_run).status.value == "SUCCESS"
     assert not (_compute_logs(stack) / old_run).exists()
     assert (
-        api.get(
-            "/admin/cleanup/estimate/execution-logs", headers=admin.headers, params={"retention_days": 365}
-        ).json()["data"]["runs"]
+        api.get("/admin/cleanup/estimate/execution-logs", headers=admin.headers, params=KEEP).json()["data"][
+            "runs"
+        ]
         == 0
     )
     history = api.get(

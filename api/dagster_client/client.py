@@ -8,6 +8,7 @@ becomes an exception of `api.dagster_client.errors`; answers are pydantic models
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +47,9 @@ from api.dagster_client.models import (
 
 DEFAULT_LOCATION = "aetl"
 DEFAULT_REPOSITORY = "__repository__"
+logger = logging.getLogger("api.dagster_client")
+# how long a stopped sensor must stay STOPPED before stop_sensor trusts it (daemon loop: 1 s)
+SENSOR_STOP_SETTLE_S = 1.5
 AssetKeyLike = str | Sequence[str]
 
 
@@ -672,12 +676,31 @@ class DagsterClient:
             raise_for_result(result, {"sensor": name})
         return self.get_sensor(name)
 
-    def stop_sensor(self, name: str) -> Sensor:
+    def stop_sensor(self, name: str, settle_seconds: float = SENSOR_STOP_SETTLE_S) -> Sensor:
+        """Stop the sensor and make it stick.
+
+        Dagster's sensor daemon marks the start of each tick by writing back the sensor state it read
+        just before (`mark_sensor_state_for_tick`), so a stop that lands in between is overwritten
+        with RUNNING. The stop is repeated until the sensor has stayed STOPPED for `settle_seconds`
+        (longer than one daemon loop), at most 5 times.
+        """
         _, data = self._find("sensors", name)
-        result = self.execute(queries.STOP_SENSOR, {"id": data["id"]})["stopSensor"]
-        if result["__typename"] != "StopSensorMutationResult":
-            raise_for_result(result, {"sensor": name})
-        return self.get_sensor(name)
+        stops = 0
+        while True:
+            result = self.execute(queries.STOP_SENSOR, {"id": data["id"]})["stopSensor"]
+            if result["__typename"] != "StopSensorMutationResult":
+                raise_for_result(result, {"sensor": name})
+            stops += 1
+            stopped_at = time.monotonic()
+            sensor = self.get_sensor(name)
+            stopped = InstigationStatus.STOPPED
+            while sensor.status == stopped and time.monotonic() - stopped_at < settle_seconds:
+                time.sleep(0.2)
+                sensor = self.get_sensor(name)
+            if sensor.status == InstigationStatus.STOPPED or stops >= 5:
+                if stops > 1:
+                    logger.info("sensor %s stopped after %d attempts (a tick overwrote it)", name, stops)
+                return sensor
 
     # -- assets and instance ---------------------------------------------------------------------
 

@@ -226,3 +226,31 @@ def test_a_job_in_several_locations_is_never_guessed() -> None:
     assert with_default.locate_job("same_job") == RepositoryAddress("aetl_pipelines", "__repository__")
     client.close()
     with_default.close()
+
+
+def test_a_stop_overwritten_by_a_sensor_tick_is_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dagster's sensor daemon writes back the state it read just before a tick: a stop landing in
+    # between reads STOPPED once, then RUNNING again. The client stops again until it holds.
+    from api.dagster_client.models import InstigationStatus, Sensor
+
+    client = DagsterClient("http://127.0.0.1:9")
+    seen = iter(["STOPPED", "RUNNING", "STOPPED", "STOPPED", "STOPPED", "STOPPED"])
+    stops: list[str] = []
+
+    def sensor(name: str) -> Sensor:
+        status = InstigationStatus(next(seen))
+        return Sensor(name=name, location="aetl", status=status, default_status=InstigationStatus.RUNNING,
+                      min_interval_seconds=1)  # fmt: skip
+
+    monkeypatch.setattr(client, "_find", lambda kind, name: (None, {"id": "sensor-origin-id"}))
+    monkeypatch.setattr(
+        client,
+        "execute",
+        lambda query, variables: (
+            stops.append(variables["id"]) or {"stopSensor": {"__typename": "StopSensorMutationResult"}}
+        ),
+    )
+    monkeypatch.setattr(client, "get_sensor", sensor)
+    assert client.stop_sensor("watch_x", settle_seconds=0.5).status == InstigationStatus.STOPPED
+    assert stops == ["sensor-origin-id", "sensor-origin-id"]
+    client.close()

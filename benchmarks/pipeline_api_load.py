@@ -10,13 +10,15 @@ API, and seeds the runs straight into Dagster's run storage through the Dagster 
 way whatever made them. Runs are spread over the 20 newest pipelines (the first page of the list,
 so every row of it has a `last_run`). Prints p50/p95/p99/max and errors per endpoint, next to two
 baselines measured the same way: the API's cheapest route (`GET /health`) and Dagster's own GraphQL
-`runsOrError` for the same runs.
+`runsOrError` for the same runs. The clients are benchmarks/http_load.py (raw keep-alive HTTP/1.1 on
+uvloop, ~0.1 ms of CPU per request): httpx's AsyncClient cost ~5 ms per request and measured itself.
+
+`--runs 0` with `--running --reuse` measures again over what an earlier run seeded.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 import uuid
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_stack import RUNNING_HELP, admin_headers, percentile, running_stack  # noqa: E402
+from http_load import run_load  # noqa: E402
 
 from api.dagster_client import queries  # noqa: E402
 from orchestration.lib.env import patched_environ  # noqa: E402
@@ -86,43 +89,14 @@ def seed_runs(dagster_home: Path, pg_url: str, pipeline_ids: list[str], count: i
             )
 
 
-async def load(
-    method: str, url: str, *, clients: int, requests: int, headers: dict[str, str], json: object = None
-) -> tuple[list[float], int, float]:
-    latencies: list[float] = []
-    errors = 0
-    remaining = requests
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal remaining, errors
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            try:
-                response = await client.request(method, url, headers=headers, json=json)
-                ok = response.status_code == 200
-                if not ok:
-                    print(f"    error: {response.status_code} {response.text[:200]}", file=sys.stderr)
-            except httpx.HTTPError as error:
-                ok = False
-                print(f"    error: {type(error).__name__} {error}", file=sys.stderr)
-            latencies.append((time.perf_counter() - started) * 1000)
-            errors += 0 if ok else 1
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return latencies, errors, requests / elapsed
-
-
-def report(label: str, latencies: list[float], errors: int, rate: float) -> None:
+def report(label: str, latencies: list[float], errors: int, rate: float, samples: list[str]) -> None:
     print(
         f"  {label:<48} p50 {percentile(latencies, 50):7.1f} ms  p95 {percentile(latencies, 95):7.1f} ms  "
         f"p99 {percentile(latencies, 99):7.1f} ms  max {max(latencies):7.1f} ms  errors {errors}  "
         f"{rate:6.1f} req/s"
     )
+    for sample in samples[:3]:
+        print(f"    error: {sample}")
 
 
 def main() -> int:
@@ -172,12 +146,10 @@ def main() -> int:
         ]  # fmt: skip
         print(f"{args.clients} concurrent clients, {args.requests} requests each:")
         for label, method, url, body, case_headers in cases:
-            latencies, errors, rate = asyncio.run(
-                load(
-                    method, url, clients=args.clients, requests=args.requests, headers=case_headers, json=body
-                )
+            result = run_load(
+                method, url, clients=args.clients, requests=args.requests, headers=case_headers, json=body
             )
-            report(label, latencies, errors, rate)
+            report(label, result.latencies_ms, result.errors, result.rate, result.samples)
     return 0
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.activity.service import log_activity
@@ -293,23 +293,25 @@ def _active(user: User | None) -> User:
 
 def principal_from_access_token(session: Session, token: str) -> Principal:
     claims = security.decode_token(token, "access")
-    user = session.get(User, claims["sub"])
+    sid = claims.get("sid")
+    # the user and whether the token's session is still live, in one round trip (every request)
+    live_session = (
+        exists().where(
+            RefreshToken.family_id == sid,
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > security.utcnow(),
+        )
+        if sid
+        else literal(False)
+    )
+    row = session.execute(select(User, live_session).where(User.id == claims["sub"])).first()
+    user, live = (row[0], bool(row[1])) if row else (None, False)
     if user is None or claims.get("ver") != user.token_version:
         raise InvalidToken()
     user = _active(user)
-    sid = claims.get("sid")
     if not sid:
         # every access token we issue belongs to a session; one without cannot be logged out
         raise InvalidToken("Access token without a session")
-    live = session.scalar(
-        select(
-            exists().where(
-                RefreshToken.family_id == sid,
-                RefreshToken.revoked_at.is_(None),
-                RefreshToken.expires_at > security.utcnow(),
-            )
-        )
-    )
     if not live:
         raise InvalidToken("Session has ended")
     return Principal(user=user, via="jwt", session_id=sid)

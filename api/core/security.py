@@ -10,8 +10,10 @@ import hashlib
 import hmac
 import secrets
 import string
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -136,21 +138,38 @@ def create_refresh_token(*, user_id: str, family_id: str, not_after: datetime | 
     return IssuedToken(_encode(claims), jti, expires)
 
 
+# Tokens whose signature was verified, keyed by (token, secret, algorithm): every request verifies its
+# token twice (the rate limiter keys on the user, then the auth dependency), and a client sends the
+# same token many times. A hit only re-checks expiry; a rotated secret misses (another key).
+_VERIFIED_CAPACITY = 2048
+_verified: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
+_verified_lock = threading.Lock()
+
+
 def decode_token(token: str, expected: TokenType) -> dict[str, Any]:
-    try:
-        claims = jwt.decode(
-            token,
-            _secret(),
-            algorithms=[get_settings().jwt_algorithm],
-            options={"require": ["exp", "iat", "sub", "type"]},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise TokenExpired() from exc
-    except jwt.PyJWTError as exc:
-        raise InvalidToken() from exc
+    secret, algorithm = _secret(), get_settings().jwt_algorithm
+    key = (token, secret, algorithm)
+    with _verified_lock:
+        cached = _verified.get(key)
+    if cached is not None and cached["exp"] > time.time():
+        claims = cached
+    else:
+        try:
+            claims = jwt.decode(
+                token, secret, algorithms=[algorithm], options={"require": ["exp", "iat", "sub", "type"]}
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenExpired() from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken() from exc
+        if isinstance(claims.get("exp"), int | float):
+            with _verified_lock:
+                _verified[key] = claims
+                while len(_verified) > _VERIFIED_CAPACITY:
+                    _verified.popitem(last=False)
     if claims.get("type") != expected or not isinstance(claims.get("sub"), str):
         raise InvalidToken()
-    return claims
+    return dict(claims)
 
 
 def peek_access_claims(token: str) -> dict[str, Any] | None:

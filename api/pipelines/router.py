@@ -69,6 +69,12 @@ RunId = Annotated[str, Path(pattern=ID_PATTERN, description="Dagster run id")]
 
 
 def run_public(run: Run, pipeline_id: str) -> dict[str, Any]:
+    return run_model(run, pipeline_id).model_dump(mode="json")
+
+
+def run_model(run: Run, pipeline_id: str) -> RunPublic:
+    """The run as the response model (list routes return models: FastAPI then serializes once
+    instead of re-validating a dumped dict)."""
     rows, timings = service.run_figures(run)
     version = run.tags.get(TAG_VERSION)
     return RunPublic(
@@ -90,7 +96,7 @@ def run_public(run: Run, pipeline_id: str) -> dict[str, Any]:
         airflow_run_id=run.run_id,
         dagster_job_name=run.job_name,
         dagster_run_id=run.run_id,
-    ).model_dump(mode="json")
+    )
 
 
 def _last_run(run: Run | None) -> dict[str, Any] | None:
@@ -116,6 +122,12 @@ def _last_runs(pipeline_ids: list[str]) -> dict[str, Run | None]:
 
 
 def summary(pipeline: Pipeline, version: PipelineVersion | None, last_run: Run | None) -> dict[str, Any]:
+    return summary_model(pipeline, version, last_run).model_dump(mode="json")
+
+
+def summary_model(
+    pipeline: Pipeline, version: PipelineVersion | None, last_run: Run | None
+) -> PipelineSummary:
     document = version.document if version else {}
     return PipelineSummary(
         id=pipeline.id,
@@ -131,7 +143,7 @@ def summary(pipeline: Pipeline, version: PipelineVersion | None, last_run: Run |
         created_at=pipeline.created_at,
         updated_at=pipeline.updated_at,
         last_run=_last_run(last_run),  # type: ignore[arg-type]
-    ).model_dump(mode="json")
+    )
 
 
 def detail(
@@ -251,8 +263,8 @@ def list_pipelines(
     )
     service.release_connection(session)
     last = _last_runs([p.id for p, _ in rows]) if rows else {}
-    items = [summary(p, v, last.get(p.id)) for p, v in rows]
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    items = [summary_model(p, v, last.get(p.id)) for p, v in rows]
+    return PipelineList(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.post(
@@ -353,12 +365,8 @@ def list_runs(
     service.get_pipeline(session, pipeline_id)
     service.release_connection(session)
     runs, total = service.list_runs(pipeline_id, limit=limit, offset=offset, status=status)
-    return {
-        "items": [run_public(r, pipeline_id) for r in runs],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+    items = [run_model(r, pipeline_id) for r in runs]
+    return RunHistory(items=items, total=total, limit=limit, offset=offset)
 
 
 # -- pipelines (aggregator-only: envelope) ---------------------------------------------------------

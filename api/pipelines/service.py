@@ -325,16 +325,20 @@ def list_pipelines(
         conditions.append(Pipeline.project_id == project_id)
     if is_active is not None:
         conditions.append((Pipeline.status == "active") if is_active else (Pipeline.status != "active"))
-    total = session.scalar(select(func.count()).select_from(Pipeline).where(*conditions)) or 0
+    # the page and the total in one round trip (count(*) over the whole filtered set)
     rows = session.execute(
-        select(Pipeline, PipelineVersion)
+        select(Pipeline, PipelineVersion, func.count().over().label("total"))
         .outerjoin(PipelineVersion, PipelineVersion.id == Pipeline.active_version_id)
         .where(*conditions)
         .order_by(Pipeline.created_at.desc(), Pipeline.id)
         .limit(limit)
         .offset(offset)
     ).all()
-    return [(p, v) for p, v in rows], int(total)
+    if rows:
+        total = int(rows[0][2])
+    else:  # a page past the end has no row to carry the total
+        total = session.scalar(select(func.count()).select_from(Pipeline).where(*conditions)) or 0
+    return [(p, v) for p, v, _ in rows], int(total)
 
 
 def update_pipeline(

@@ -125,6 +125,16 @@ def _temp_candidates(older_than: float) -> Iterator[Path]:
         for item in pipes.iterdir():
             if item.is_fifo() and item.lstat().st_mtime < older_than:
                 yield item
+    # Excel exports (api.datamarts): a file is garbage once it is older than the retention and than
+    # the life of its download link, so no link that still works ever loses its file
+    from api.datamarts.service import EXPORT_LINK_SECONDS, exports_dir
+
+    exports = exports_dir()
+    if exports.is_dir():
+        dead_before = min(older_than, time.time() - EXPORT_LINK_SECONDS)
+        for item in exports.iterdir():
+            if item.is_file() and not item.is_symlink() and item.stat().st_mtime < dead_before:
+                yield item
     system_tmp = Path(tempfile.gettempdir())
     for folder in system_tmp.glob(f"{STEP_WORKDIR_PREFIX}*"):
         if folder.is_dir() and not folder.is_symlink():

@@ -336,7 +336,8 @@ def cleanup_temp_files(
     principal: CanRunMaintenance, session: SessionDep, body: TempFilesBody | None = None
 ) -> object:
     """Deletes temporary files older than `retention_hours` (default 24): the embedded warehouse's
-    spill folder and python-step work folders that killed runs left behind."""
+    spill folder, python-step work folders and named pipes that killed runs left behind, and Excel
+    exports whose download link has expired (never one whose link still works)."""
     hours = (body or TempFilesBody()).retention_hours
     return _envelope(cleanup.cleanup_temp_files(session, principal.user, hours))
 

@@ -165,8 +165,16 @@ def test_temp_files_cleanup_removes_exactly_the_old_files(
     old_pipe, new_pipe = pipes / f"old_{tag}.pipe", pipes / f"new_{tag}.pipe"
     os.mkfifo(old_pipe)
     os.mkfifo(new_pipe)
+    # Excel exports: one older than its 24 h download link, one whose link still works
+    exports = get_settings().data_dir.resolve() / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    dead_export, live_export = exports / f"old_{tag}.xlsx", exports / f"live_{tag}.xlsx"
+    dead_export.write_bytes(b"x" * 4000)
+    live_export.write_bytes(b"x" * 4000)
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(live_export, (two_hours_ago, two_hours_ago))
     two_days_ago = time.time() - 48 * 3600
-    for path in (old_file, step_dir / "in.arrow", step_dir, old_pipe):
+    for path in (old_file, step_dir / "in.arrow", step_dir, old_pipe, dead_export):
         os.utime(path, (two_days_ago, two_days_ago))
     try:
         estimate = client.get(
@@ -184,6 +192,11 @@ def test_temp_files_cleanup_removes_exactly_the_old_files(
         assert data["space_freed_bytes"] >= 8000 and old_file.name in data["removed"]
         assert not old_file.exists() and not step_dir.exists() and new_file.exists()
         assert old_pipe.name in data["removed"] and not old_pipe.exists() and new_pipe.exists()
+        assert dead_export.name in data["removed"] and not dead_export.exists() and live_export.exists()
+        # a retention shorter than the link's life still keeps the file of a link that works
+        short = client.post("/api/v1/admin/cleanup/temp-files", headers=admin, json={"retention_hours": 1})
+        assert short.status_code == 200, short.text
+        assert live_export.name not in short.json()["data"]["removed"] and live_export.exists()
         history = client.get(
             "/api/v1/admin/cleanup/history", headers=admin, params={"operation": "cleanup_temp_files"}
         ).json()
@@ -197,6 +210,8 @@ def test_temp_files_cleanup_removes_exactly_the_old_files(
             422,
         )
     finally:
+        live_export.unlink(missing_ok=True)
+        dead_export.unlink(missing_ok=True)
         new_file.unlink(missing_ok=True)
         old_file.unlink(missing_ok=True)
         old_pipe.unlink(missing_ok=True)

@@ -88,10 +88,15 @@ def test_run_starts_everything_and_a_dying_component_stops_it_all_cleanly(
             assert supervisor.poll() is None, log_path.read_text()[-3000:]
             assert httpx.get(f"{settings.clickhouse_url}/ping").text == "Ok.\n"
             assert httpx.get(f"{settings.dagster_url}/server_info").status_code == 200
-            tree = psutil.Process(supervisor.pid).children(recursive=True)
-            command_lines = " ".join(" ".join(p.cmdline()) for p in tree)
-            for expected in EXPECTED_PROCESSES:
-                assert expected in command_lines
+            # the warm run-worker server is spawned once the rest answers (a moment after /health)
+            tree: list[psutil.Process] = []
+
+            def every_process() -> bool:
+                tree[:] = psutil.Process(supervisor.pid).children(recursive=True)
+                command_lines = " ".join(" ".join(p.cmdline()) for p in tree)
+                return all(expected in command_lines for expected in EXPECTED_PROCESSES)
+
+            wait_for(every_process, 30, f"every process of the stack: {EXPECTED_PROCESSES}", interval=0.5)
             # written now, read after the stop: proves the data folder was released intact
             run_sql(settings.clickhouse_url, "CREATE TABLE stack_probe (x UInt8) ENGINE = Log")
             run_sql(settings.clickhouse_url, "INSERT INTO stack_probe VALUES (7)")

@@ -40,7 +40,7 @@ from dagster._core.launcher import (
     RunLauncher,
     WorkerStatus,
 )
-from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
@@ -202,7 +202,16 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
                 return False
             worker = self.worker_of(run)
         if worker is None:  # launched through the gRPC fallback: the code server owns the worker
-            return self._grpc_launcher.terminate(run_id)
+            answered = self._grpc_launcher.terminate(run_id)
+            # A cancel that reaches the code server before its worker has started the run is lost:
+            # the worker's RUN_START then turns CANCELING back into STARTED. Cancel again if so.
+            threading.Thread(
+                target=self.repeat_lost_grpc_cancel,
+                args=(run_id,),
+                name=f"aetl-cancel-{run_id[:8]}",
+                daemon=True,
+            ).start()
+            return answered
         if not self._worker_here(worker):
             self._instance.report_engine_event(
                 f"Run worker {worker.get('pid')} is on host {worker.get('host')}, not here; "
@@ -227,6 +236,25 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
             daemon=True,
         ).start()
         return True
+
+    def repeat_lost_grpc_cancel(self, run_id: str, timeout: float = CANCEL_WATCH_S) -> int:
+        """Watch a run terminated through the code server; while it shows STARTED again (its worker
+        started after the cancel), ask again (at most 5 times). Returns how many times it asked."""
+        deadline, asked = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline and asked < 5:
+            time.sleep(CANCEL_WATCH_POLL_S * 5)
+            run = self._instance.get_run_by_id(run_id)
+            if run is None or run.is_finished:
+                break
+            if run.status == DagsterRunStatus.STARTED:
+                asked += 1
+                self._instance.report_engine_event(
+                    "The cancel reached the code server before the run had started; asking again.",
+                    run,
+                    cls=self.__class__,
+                )
+                self._grpc_launcher.terminate(run_id)
+        return asked
 
     def finish_cancel_when_worker_exits(
         self, run_id: str, pid: int, start_ticks: int | None, timeout: float = CANCEL_WATCH_S

@@ -58,6 +58,11 @@ CANCEL_WATCH_S = 120.0
 CANCEL_WATCH_POLL_S = 0.1
 
 
+def _watch(run_id: str, target: Any, *args: Any) -> None:
+    """A daemon thread that sees a terminate through (terminate itself answers at once)."""
+    threading.Thread(target=target, args=args, name=f"aetl-cancel-{run_id[:8]}", daemon=True).start()
+
+
 class RunWorkerServerError(Exception):
     pass
 
@@ -205,12 +210,7 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
             answered = self._grpc_launcher.terminate(run_id)
             # A cancel that reaches the code server before its worker has started the run is lost:
             # the worker's RUN_START then turns CANCELING back into STARTED. Cancel again if so.
-            threading.Thread(
-                target=self.repeat_lost_grpc_cancel,
-                args=(run_id,),
-                name=f"aetl-cancel-{run_id[:8]}",
-                daemon=True,
-            ).start()
+            _watch(run_id, self.repeat_lost_grpc_cancel, run_id)
             return answered
         if not self._worker_here(worker):
             self._instance.report_engine_event(
@@ -229,12 +229,7 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
         # (default action: death), or a worker that had not read the run yet finds it CANCELING and
         # exits as a "duplicate". Then the run would sit in CANCELING until run monitoring's cancel
         # timeout; a watcher ends it as soon as the worker is gone.
-        threading.Thread(
-            target=self.finish_cancel_when_worker_exits,
-            args=(run_id, pid, start_ticks),
-            name=f"aetl-cancel-{run_id[:8]}",
-            daemon=True,
-        ).start()
+        _watch(run_id, self.finish_cancel_when_worker_exits, run_id, pid, start_ticks)
         return True
 
     def repeat_lost_grpc_cancel(self, run_id: str, timeout: float = CANCEL_WATCH_S) -> int:

@@ -17,6 +17,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 # the tests' webhook receivers listen on 127.0.0.1 (the stack's processes inherit this)
 os.environ.setdefault("AETL_WEBHOOK_ALLOW_LOOPBACK", "true")
+# a run worker that ignores a cancel is killed after this grace (default 20 s; shorter keeps tests quick)
+os.environ.setdefault("AETL_RUN_CANCEL_GRACE_SECONDS", "8")
 
 from api.core.config import get_settings  # noqa: E402
 from orchestration.stack import Stack  # noqa: E402

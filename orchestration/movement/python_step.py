@@ -7,6 +7,7 @@ step cannot read database URLs, keys or warehouse passwords. Data goes in and ou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -92,6 +93,11 @@ def run_python_step(
             raise PythonStepError(
                 f"python transformation {step_id} exceeded its time limit of {limits.wall_seconds} s"
             ) from None
+        except BaseException:  # the run is being canceled (SIGTERM → interrupt): the step goes with it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
         text = stderr.decode(errors="replace").strip()
         if process.returncode != 0:
             raise PythonStepError(

@@ -22,6 +22,7 @@ find the worker through the run's tags, so no state is kept in memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,7 +45,7 @@ from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
-from orchestration.run_launcher.proc import process_alive
+from orchestration.run_launcher.proc import descendants, process_alive
 
 RUN_WORKER_TAG = "aetl/run_worker"
 # a run tagged `aetl/run_launcher: default` goes through the code server like DefaultRunLauncher
@@ -56,6 +57,27 @@ LAUNCH_IN_FLIGHT_WAIT_S = 10.0
 # how long after SIGTERM terminate watches the worker, and how often (see terminate)
 CANCEL_WATCH_S = 120.0
 CANCEL_WATCH_POLL_S = 0.1
+# how long a worker has after SIGTERM to record the cancel before it is killed
+CANCEL_GRACE_ENV = "AETL_RUN_CANCEL_GRACE_SECONDS"
+CANCEL_GRACE_DEFAULT_S = 20.0
+
+
+def cancel_grace_seconds() -> float:
+    try:
+        return max(1.0, float(os.environ.get(CANCEL_GRACE_ENV, CANCEL_GRACE_DEFAULT_S)))
+    except ValueError:
+        return CANCEL_GRACE_DEFAULT_S
+
+
+def kill_tree(pid: int, start_ticks: int | None) -> None:
+    """SIGKILL the worker (if it is still that very process) and every process below it."""
+    below = descendants(pid)
+    if process_alive(pid, start_ticks):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for child in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 def _watch(run_id: str, target: Any, *args: Any) -> None:
@@ -252,14 +274,37 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
         return asked
 
     def finish_cancel_when_worker_exits(
-        self, run_id: str, pid: int, start_ticks: int | None, timeout: float = CANCEL_WATCH_S
+        self,
+        run_id: str,
+        pid: int,
+        start_ticks: int | None,
+        timeout: float = CANCEL_WATCH_S,
+        grace: float | None = None,
     ) -> bool:
         """Wait for the worker to end; if the run is still unfinished then, report it CANCELED.
-        Returns True when this call ended the run."""
-        deadline = time.monotonic() + timeout
+
+        A worker still alive with its run unfinished `grace` seconds after SIGTERM (stuck where the
+        interrupt cannot reach it) is killed with everything it started, as Kubernetes does after a
+        pod's grace period. Returns True when this call ended the run."""
+        grace = cancel_grace_seconds() if grace is None else grace
+        started = time.monotonic()
+        killed = False
         while process_alive(pid, start_ticks):
-            if time.monotonic() >= deadline:
+            waited = time.monotonic() - started
+            if waited >= timeout:
                 return False  # still running: run monitoring's cancel timeout takes it from here
+            if not killed and waited >= grace:
+                run = self._instance.get_run_by_id(run_id)
+                if run is None or run.is_finished:
+                    return False  # it recorded the cancel and is only exiting
+                self._instance.report_engine_event(
+                    f"Run worker {pid} did not stop within {grace:g} s of SIGTERM; killing it "
+                    f"and the {len(descendants(pid))} process(es) it started.",
+                    run,
+                    cls=self.__class__,
+                )
+                kill_tree(pid, start_ticks)
+                killed = True
             time.sleep(CANCEL_WATCH_POLL_S)
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.is_finished:

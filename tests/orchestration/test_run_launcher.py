@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,8 +18,14 @@ import yaml  # type: ignore[import-untyped]
 from api.core.config import REPO_ROOT
 from api.dagster_client import DagsterClient, Run, RunStatus
 from orchestration.dagster_home import DAGSTER_YAML_TEMPLATE, render_dagster_yaml, run_worker_socket
-from orchestration.run_launcher import RUN_LAUNCHER_TAG, RUN_WORKER_TAG, request_server
-from orchestration.run_launcher.proc import process_alive
+from orchestration.run_launcher import (
+    RUN_LAUNCHER_TAG,
+    RUN_WORKER_TAG,
+    cancel_grace_seconds,
+    kill_tree,
+    request_server,
+)
+from orchestration.run_launcher.proc import descendants, process_alive, process_start_ticks
 from orchestration.stack import Stack
 
 pytestmark = pytest.mark.timeout(600)  # the first test also waits for the session stack
@@ -113,6 +120,48 @@ def test_a_worker_that_dies_without_recording_the_cancel_still_ends_canceled(dag
     print(f"worker killed during cancel -> CANCELED in {time.monotonic() - killed:.1f}s")
     messages = " ".join(e.message for e in dagster.get_run_logs(run_id).events)
     assert "ended without recording the cancellation" in messages and "killed by SIGKILL" in messages
+
+
+def test_a_worker_that_does_not_stop_after_sigterm_is_killed(dagster: DagsterClient) -> None:
+    # a worker stuck where the interrupt cannot reach it (here: stopped, so SIGTERM stays pending)
+    # is killed after the grace period, with what it started, and the run ends CANCELED
+    run_id = dagster.launch_run("sleep_job", run_config=sleep_config(120))
+    pid = worker_pid(wait_for(dagster, run_id, {RunStatus.STARTED}, timeout=60))
+    os.kill(pid, signal.SIGSTOP)
+    grace = cancel_grace_seconds()
+    try:
+        dagster.terminate_run(run_id)
+        asked = time.monotonic()
+        wait_for(dagster, run_id, {RunStatus.CANCELED}, timeout=grace + 20)
+        took = time.monotonic() - asked
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    print(f"stuck worker: terminate -> CANCELED in {took:.1f}s (grace {grace:g}s)")
+    assert took >= grace - 1, "killed before its grace period"
+    assert not process_alive(pid, None)
+    messages = " ".join(e.message for e in dagster.get_run_logs(run_id).events)
+    assert f"did not stop within {grace:g} s of SIGTERM" in messages and "killed by SIGKILL" in messages
+
+
+def test_kill_tree_kills_a_process_and_everything_below_it() -> None:
+    # a parent that started a child in its own session (as a python step does) and a grandchild
+    code = (
+        "import subprocess, os, time; "
+        "subprocess.Popen(['sh', '-c', 'sleep 300 & sleep 300'], start_new_session=True); time.sleep(300)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 20
+    while len(descendants(parent.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    below = descendants(parent.pid)
+    assert len(below) == 3, below  # sh and its two sleeps
+    kill_tree(parent.pid, process_start_ticks(parent.pid))
+    assert parent.wait(timeout=10) == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while any(process_alive(p, None) for p in below) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(process_alive(p, None) for p in below)
 
 
 def test_killed_worker_is_failed_by_run_monitoring(dagster: DagsterClient) -> None:

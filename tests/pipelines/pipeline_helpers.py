@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -61,5 +63,36 @@ def wait_deployed(
 
 
 def wait_run_finished(dagster: DagsterClient, run_id: str, timeout: float = 240) -> str:
-    run = dagster.wait_for_run(run_id, timeout=timeout, poll_interval=0.5)
+    try:
+        run = dagster.wait_for_run(run_id, timeout=timeout, poll_interval=0.5)
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}\n{run_diagnosis(dagster, run_id)}") from None
     return run.status.value
+
+
+def run_diagnosis(dagster: DagsterClient, run_id: str) -> str:
+    """What a stuck run shows: its tags, its last events and, for a local worker, the worker's state."""
+    run = dagster.get_run(run_id)
+    events = dagster.get_run_logs(run_id).events[-25:]
+    lines = [f"tags: {run.tags}", "last events:"]
+    lines += [f"  {e.timestamp} {e.event_type} {e.step_key or ''} {e.message[:300]}" for e in events]
+    worker = run.tags.get("aetl/run_worker")
+    if worker:
+        pid = json.loads(worker)["pid"]
+        for name in ("status", "wchan", "stack"):
+            try:
+                text = Path(f"/proc/{pid}/{name}").read_text()
+            except OSError as exc:
+                text = f"({exc})"
+            lines.append(f"worker /proc/{pid}/{name}: {text[:1500]}")
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        for child in children:
+            try:
+                cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                cmd = "?"
+            lines.append(f"worker child {child}: {cmd[:300]}")
+    return "\n".join(lines)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa  # type: ignore[import-untyped]
-from clickhouse_connect.driver.client import Client
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from orchestration.lib.clickhouse_url import dbt_env_for_clickhouse, default_clickhouse_url
 from orchestration.lib.sql import qualified_name, table_swap_statements
-from orchestration.warehouse.client import get_client
+
+if TYPE_CHECKING:  # imported when used: loading a code location (every reload) needs neither
+    import pyarrow as pa  # type: ignore[import-untyped]
+    from clickhouse_connect.driver.client import Client
 
 
 def clickhouse_url_setting() -> str | EnvVar:
@@ -30,6 +31,8 @@ class ClickHouseResource(ConfigurableResource):
     send_receive_timeout: int = Field(default=300, description="Seconds to wait for a query or an insert")
 
     def get_client(self, settings: Mapping[str, Any] | None = None) -> Client:
+        from orchestration.warehouse.client import get_client
+
         return get_client(
             self.url,
             connect_timeout=self.connect_timeout,
@@ -67,6 +70,8 @@ class ClickHouseResource(ConfigurableResource):
         A failed or retried load leaves the previous rows in place; concurrent loads use their own
         staging tables. `create_table_sql(name)` gives the CREATE TABLE statement for a table name.
         """
+        import pyarrow as pa
+
         staging = f"{table}__staging_{uuid.uuid4().hex[:8]}"
         batches = data.to_batches() if isinstance(data, pa.Table) else data
         client = self.get_client()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -143,6 +144,20 @@ def test_deploy_run_and_runs_from_dagster(
 SLOW_STEP = "def transform(df):\n    import time\n    time.sleep(90)\n    return df\n"
 
 
+def step_processes(step_id: str) -> list[int]:
+    """Pids of running python-step processes of that step id (their work folder is in the command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if f"aetl_step_{step_id}_".encode() in command:
+                found.append(int(entry.name))
+    return found
+
+
 def test_schedules_follow_the_api_and_delete_removes_everything(
     api: httpx.Client, engineer: Caller, dagster: DagsterClient, source_table: str
 ) -> None:
@@ -184,10 +199,13 @@ def test_schedules_follow_the_api_and_delete_removes_everything(
 
     running = run(api, engineer, pipeline_id)["run_id"]
     wait_for(lambda: dagster.get_run(running).status.value == "STARTED", 120, what="run started")
+    # the delete lands while the python step's process runs: the cancel must take it down too
+    wait_for(lambda: step_processes("slow"), 120, what="python step process")
     deleted = api.delete(f"/pipelines/{pipeline_id}", headers=engineer.headers)
     assert deleted.status_code == 204
     # its running run is stopped, not left to load into a table of a deleted pipeline
     assert wait_run_finished(dagster, running, timeout=60) == "CANCELED"
+    wait_for(lambda: not step_processes("slow"), 15, what="python step process gone")
     wait_for(lambda: job not in dagster.repository_contents(LOCATION).jobs, 120, what="job gone")
     contents = dagster.repository_contents(LOCATION)
     assert not [a for a in contents.assets if a.startswith(f"pipelines/{pipeline_id}/")]

@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     # per-component timeout of /health/detailed (checks run concurrently)
     # how long the API serves Dagster's last answer about runs before asking again (0: always ask)
     run_cache_seconds: float = Field(1.0, ge=0, le=60, validation_alias="AETL_RUN_CACHE_SECONDS")
+    # how long the same caller asking the same list URL gets the same answer (api/core/response_cache)
+    response_cache_seconds: float = Field(1.0, ge=0, le=10, validation_alias="AETL_RESPONSE_CACHE_SECONDS")
     health_check_timeout_seconds: float = Field(2.0, validation_alias="AETL_HEALTH_TIMEOUT_SECONDS")
     # optional cache / shared state; empty means "not configured" (reported honestly by /health/cache)
     redis_url: str | None = Field(None, validation_alias="AETL_REDIS_URL")

@@ -29,6 +29,7 @@ from api.core import security
 from api.core.config import Settings
 from api.core.context import accept_request_id, reset_request_id, set_request_id
 from api.core.errors import PayloadTooLarge, RateLimitExceeded, app_error_response, render_exception
+from api.core.response_cache import SAFE_METHODS, CachedAnswer, ResponseCache
 
 access_log = logging.getLogger("api.access")
 logger = logging.getLogger("api.middleware")
@@ -56,6 +57,12 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.cache_hits = Counter(
+            "aetl_http_response_cache_hits_total",
+            "GET requests answered from the response cache (api/core/response_cache.py)",
+            ["route"],
+            registry=self.registry,
         )
         self.rate_limited = Counter(
             "aetl_http_rate_limited_total",
@@ -166,6 +173,7 @@ class RequestContextMiddleware:
         metrics: Metrics,
         routes: Callable[[], list[RouteInfo]],
         verified_keys: VerifiedApiKeys,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -173,6 +181,7 @@ class RequestContextMiddleware:
         self.metrics = metrics
         self.routes = routes
         self.verified_keys = verified_keys
+        self.cache = cache or ResponseCache(settings.response_cache_seconds)
         self._route_info = lru_cache(maxsize=4096)(self._match_route)
 
     def _match_route(self, method: str, path: str) -> tuple[str, frozenset[str]]:
@@ -192,8 +201,9 @@ class RequestContextMiddleware:
                 partial = info
         return partial or ("<unmatched>", frozenset())
 
-    async def _rate_decision(self, scope: Scope, headers: Headers, tags: frozenset[str]) -> RateDecision:
-        identity, role = caller_identity(headers, scope.get("client"), self.verified_keys)
+    async def _rate_decision(
+        self, scope: Scope, identity: str, role: str | None, tags: frozenset[str]
+    ) -> RateDecision:
         tier = rate_tier(tags, identity, role)
         path = scope["path"]
         count = path not in UNLIMITED_PATHS and not path.startswith(UNLIMITED_PREFIXES)
@@ -222,9 +232,14 @@ class RequestContextMiddleware:
                     response_headers[name] = value
             await send(message)
 
+        identity, role = caller_identity(headers, scope.get("client"), self.verified_keys)
+        cache = self.cache
+        writes = method not in SAFE_METHODS
         try:
+            if writes:
+                cache.written()
             try:
-                decision = await self._rate_decision(scope, headers, tags)
+                decision = await self._rate_decision(scope, identity, role, tags)
             except Exception:  # a broken limiter backend must not take the API down
                 logger.warning("rate limiter unavailable request_id=%s", request_id)
                 decision = None
@@ -241,13 +256,18 @@ class RequestContextMiddleware:
             body_receive = await self._limited_body(scope, headers, receive, send_with_headers)
             if body_receive is None:
                 return
-            await self.app(scope, body_receive, send_with_headers)
+            if cache.applies(method, route, identity):
+                await self._cached(scope, body_receive, send_with_headers, (identity, role or ""), route)
+            else:
+                await self.app(scope, body_receive, send_with_headers)
         except Exception as exc:
             if status["sent"]:
                 logger.error("error after response started request_id=%s: %s", request_id, type(exc).__name__)
             else:
                 await render_exception(exc)(scope, receive, send_with_headers)
         finally:
+            if writes:
+                cache.written()
             elapsed = time.perf_counter() - started
             self.metrics.requests.labels(method, route, str(status["code"])).inc()
             self.metrics.latency.labels(method, route).observe(elapsed)
@@ -261,6 +281,43 @@ class RequestContextMiddleware:
                 state.get("user_id", "-"),
             )
             reset_request_id(token)
+
+    async def _cached(
+        self, scope: Scope, receive: Receive, send: Send, caller: tuple[str, str], route: str
+    ) -> None:
+        """Answer from the response cache, or run the app and keep its answer (see response_cache)."""
+        cache = self.cache
+        key = (caller[0], caller[1], scope["path"], scope.get("query_string", b""))
+        state: MutableMapping[str, Any] = scope["state"]
+        # `Cache-Control: no-cache` (or no-store) asks for a fresh answer, as in HTTP caches
+        wants_fresh = any(
+            name == b"cache-control" and (b"no-cache" in value.lower() or b"no-store" in value.lower())
+            for name, value in scope["headers"]
+        )
+        hit = None if wants_fresh else cache.get(key)
+        if hit is not None:
+            self.metrics.cache_hits.labels(route).inc()
+            state["user_id"] = hit.user_id
+            await send({"type": "http.response.start", "status": hit.status, "headers": list(hit.headers)})
+            await send({"type": "http.response.body", "body": hit.body})
+            return
+        generation = cache.generation
+        start: dict[str, Any] = {}
+        body: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(status=message["status"], headers=tuple(message.get("headers", ())))
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        if start:
+            answer = CachedAnswer(
+                start["status"], start["headers"], b"".join(body), state.get("user_id"), cache.now()
+            )
+            cache.put(key, generation, answer)
 
     async def _limited_body(
         self, scope: Scope, headers: Headers, receive: Receive, send: Send

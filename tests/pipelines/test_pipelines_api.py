@@ -193,6 +193,37 @@ def test_list_pages_with_both_specs_parameters(api: httpx.Client, engineer: Call
     assert drafts.json()["total"] == 0
 
 
+def test_cached_list_answers_still_show_writes_and_logouts_at_once(
+    api: httpx.Client, admin: Caller, make_caller: Callable[[str], Caller]
+) -> None:
+    # GET /pipelines is answered from the response cache for a moment (api/core/response_cache.py);
+    # a write or a logout in between must show on the very next request
+    caller = make_caller("engineer")
+    project = f"cache_{secrets.token_hex(4)}"
+    params = {"project_id": project}
+
+    def hits() -> float:
+        response = api.get("/health/metrics", headers=admin.headers)
+        assert response.status_code == 200, response.text
+        text = response.text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("aetl_http_response_cache_hits_total{")
+        )
+
+    assert api.get("/pipelines", headers=caller.headers, params=params).json()["total"] == 0
+    before = hits()
+    assert api.get("/pipelines", headers=caller.headers, params=params).json()["total"] == 0
+    assert hits() == before + 1  # the second read came from the cache
+    created = create(api, caller, {**AI_ETL_BODY, "project_id": project})
+    listed = api.get("/pipelines", headers=caller.headers, params=params).json()
+    assert [i["id"] for i in listed["items"]] == [created["id"]]
+    assert api.get("/pipelines", headers=caller.headers, params=params).json() == listed
+    assert api.post("/auth/logout", headers=caller.headers).status_code == 204
+    assert api.get("/pipelines", headers=caller.headers, params=params).status_code == 401
+
+
 def test_delete_is_soft_and_hides_the_pipeline(api: httpx.Client, engineer: Caller) -> None:
     pipeline = create(api, engineer, AI_ETL_BODY)
     deleted = api.delete(f"/pipelines/{pipeline['id']}", headers=engineer.headers)

@@ -1,0 +1,142 @@
+"""The response microcache in the outer middleware, on a small app behind the real middleware."""
+
+from __future__ import annotations
+
+import itertools
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+
+from api.core import security
+from api.core.config import get_settings
+from api.core.middleware import Metrics, RateLimiter, RequestContextMiddleware, VerifiedApiKeys, route_list
+from api.core.response_cache import CachedAnswer, ResponseCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_app(cache: ResponseCache) -> tuple[FastAPI, dict[str, int]]:
+    calls = {"list": 0, "other": 0}
+    counter = itertools.count(1)
+    app = FastAPI()
+
+    @app.get("/api/v1/pipelines")
+    def pipelines(request: Request) -> JSONResponse:
+        calls["list"] += 1
+        auth = request.headers.get("authorization", "")
+        claims = security.peek_access_claims(auth[7:]) if auth else None
+        if claims is None:
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        request.scope["state"]["user_id"] = claims["sub"]
+        if request.query_params.get("fail"):
+            return JSONResponse({"error": "boom"}, status_code=503)
+        return JSONResponse({"user": claims["sub"], "answer": next(counter), "q": str(request.query_params)})
+
+    @app.post("/api/v1/pipelines")
+    def create() -> dict[str, bool]:
+        return {"created": True}
+
+    @app.get("/api/v1/other")
+    def other() -> dict[str, int]:
+        calls["other"] += 1
+        return {"answer": next(counter)}
+
+    settings = get_settings()
+    app.add_middleware(
+        RequestContextMiddleware,
+        settings=settings,
+        limiter=RateLimiter(settings),
+        metrics=Metrics(),
+        routes=route_list(app),
+        verified_keys=VerifiedApiKeys(),
+        cache=cache,
+    )
+    return app, calls
+
+
+def token(user: str, role: str = "engineer") -> dict[str, str]:
+    issued = security.create_access_token(user_id=user, role=role, token_version=0, session_id=None)
+    return {"Authorization": f"Bearer {issued.token}"}
+
+
+def test_same_caller_same_url_is_answered_once_per_ttl() -> None:
+    clock = Clock()
+    cache = ResponseCache(1.0, clock=clock)
+    app, calls = make_app(cache)
+    alice = token("alice")
+    with TestClient(app) as client:
+        first = client.get("/api/v1/pipelines", headers=alice)
+        second = client.get("/api/v1/pipelines", headers=alice)
+        assert first.status_code == second.status_code == 200
+        assert first.json() == second.json() and calls["list"] == 1 and cache.hits == 1
+        # per-request headers are fresh on a hit; the rate limit still counts it
+        assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+        assert int(second.headers["X-RateLimit-Remaining"]) < int(first.headers["X-RateLimit-Remaining"])
+        assert second.headers["content-type"] == first.headers["content-type"]
+        # a client may ask for a fresh answer
+        fresh = client.get("/api/v1/pipelines", headers={**alice, "Cache-Control": "no-cache"})
+        assert fresh.json()["answer"] != first.json()["answer"] and calls["list"] == 2
+        # another query string is another answer
+        assert client.get("/api/v1/pipelines?limit=5", headers=alice).json()["q"] == "limit=5"
+        assert calls["list"] == 3
+        # after the TTL the app answers again
+        clock.now += 1.0
+        third = client.get("/api/v1/pipelines", headers=alice)
+        assert third.json()["answer"] != fresh.json()["answer"] and calls["list"] == 4
+
+
+def test_answers_never_cross_callers_and_only_listed_200s_are_kept() -> None:
+    cache = ResponseCache(30.0, clock=Clock())
+    app, calls = make_app(cache)
+    with TestClient(app) as client:
+        alice = client.get("/api/v1/pipelines", headers=token("alice")).json()
+        bob = client.get("/api/v1/pipelines", headers=token("bob")).json()
+        assert (alice["user"], bob["user"]) == ("alice", "bob") and calls["list"] == 2
+        # the same user with another role (a changed role gets a new token) is another key
+        as_viewer = client.get("/api/v1/pipelines", headers=token("alice", "viewer")).json()
+        assert as_viewer["answer"] != alice["answer"]
+        # anonymous: never served from, nor stored in, the cache
+        assert client.get("/api/v1/pipelines").status_code == 401
+        assert client.get("/api/v1/pipelines").status_code == 401
+        assert calls["list"] == 5
+        # errors are not kept
+        carol = token("carol")
+        assert client.get("/api/v1/pipelines?fail=1", headers=carol).status_code == 503
+        assert client.get("/api/v1/pipelines?fail=1", headers=carol).status_code == 503
+        assert calls["list"] == 7
+        # a route that is not listed is never cached
+        client.get("/api/v1/other", headers=carol)
+        client.get("/api/v1/other", headers=carol)
+        assert calls["other"] == 2
+
+
+def test_a_write_drops_every_answer() -> None:
+    cache = ResponseCache(30.0, clock=Clock())
+    app, calls = make_app(cache)
+    alice = token("alice")
+    with TestClient(app) as client:
+        before = client.get("/api/v1/pipelines", headers=alice).json()
+        assert client.get("/api/v1/pipelines", headers=alice).json() == before
+        assert client.post("/api/v1/pipelines", headers=token("bob")).status_code == 200
+        after = client.get("/api/v1/pipelines", headers=alice).json()
+        assert after["answer"] != before["answer"] and calls["list"] == 2
+
+
+def test_an_answer_computed_during_a_write_is_not_kept() -> None:
+    clock = Clock()
+    cache = ResponseCache(30.0, clock=clock)
+    key = ("user:alice", "engineer", "/api/v1/pipelines", b"")
+    answer = CachedAnswer(200, (), b"{}", "alice", clock())
+    generation = cache.generation
+    cache.written()  # a write began (or ended) while the answer was being computed
+    assert not cache.put(key, generation, answer) and cache.get(key) is None
+    assert cache.put(key, cache.generation, answer) and cache.get(key) == answer
+    assert not cache.put(key, cache.generation, CachedAnswer(404, (), b"{}", "alice", clock()))
+    assert not ResponseCache(0).applies("GET", "/api/v1/pipelines", "user:alice")

@@ -6,6 +6,7 @@ unexpected exception is answered here in the error shape instead of by Starlette
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -257,7 +258,7 @@ class RequestContextMiddleware:
             if body_receive is None:
                 return
             if cache.applies(method, route, identity):
-                await self._cached(scope, body_receive, send_with_headers, (identity, role or ""), route)
+                await self._cached(scope, body_receive, send_with_headers, identity, route)
             else:
                 await self.app(scope, body_receive, send_with_headers)
         except Exception as exc:
@@ -282,12 +283,16 @@ class RequestContextMiddleware:
             )
             reset_request_id(token)
 
-    async def _cached(
-        self, scope: Scope, receive: Receive, send: Send, caller: tuple[str, str], route: str
-    ) -> None:
+    async def _cached(self, scope: Scope, receive: Receive, send: Send, identity: str, route: str) -> None:
         """Answer from the response cache, or run the app and keep its answer (see response_cache)."""
         cache = self.cache
-        key = (caller[0], caller[1], scope["path"], scope.get("query_string", b""))
+        # the credential itself is in the key, not only its user: an API key may be scoped narrower
+        # than its owner's session (e.g. `connectors:view`), and must never get the session's answer
+        credential = hashlib.blake2b(digest_size=16)
+        for name, value in scope["headers"]:
+            if name in (b"authorization", b"x-api-key"):
+                credential.update(name + b"\0" + value + b"\0")
+        key = (identity, credential.hexdigest(), scope["path"], scope.get("query_string", b""))
         state: MutableMapping[str, Any] = scope["state"]
         # `Cache-Control: no-cache` (or no-store) asks for a fresh answer, as in HTTP caches
         wants_fresh = any(

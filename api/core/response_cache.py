@@ -6,8 +6,10 @@ Dashboards poll these lists; within `AETL_RESPONSE_CACHE_SECONDS` (default 1 s) 
 asking the same URL gets the same bytes, answered by the outer middleware without the app.
 
 What keeps it correct:
-- the key is the verified caller (user id and role from a signed token or a known API key), the path
-  and the query string: no answer ever goes to another user; anonymous requests are never cached;
+- the key is the verified caller (a signed token or a known API key) and a digest of that very
+  credential, the path and the query string: no answer ever goes to another user, nor to another
+  token or key of the same user (a key may be scoped narrower than its owner's session); anonymous
+  requests are never cached;
 - only 200 answers of the routes listed in `CACHED_ROUTES` are kept, each at most `MAX_BODY` bytes;
 - every request that may write (any method but GET/HEAD/OPTIONS) drops every entry when it starts
   and again when it ends, and an answer computed while a write was under way is not kept: a client
@@ -33,7 +35,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_ENTRIES = 4096
 MAX_BODY = 1 << 20
 
-Key = tuple[str, str, str, bytes]  # (identity, role, path, query string)
+Key = tuple[str, str, str, bytes]  # (identity, digest of the credential headers, path, query string)
 
 
 @dataclass(frozen=True)

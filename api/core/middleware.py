@@ -6,6 +6,7 @@ unexpected exception is answered here in the error shape instead of by Starlette
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -300,6 +301,8 @@ class RequestContextMiddleware:
             for name, value in scope["headers"]
         )
         hit = None if wants_fresh else cache.get(key)
+        if hit is None and not wants_fresh and (pending := cache.pending(key)) is not None:
+            hit = await asyncio.shield(pending)  # the same request is being answered right now
         if hit is not None:
             self.metrics.cache_hits.labels(route).inc()
             state["user_id"] = hit.user_id
@@ -307,6 +310,7 @@ class RequestContextMiddleware:
             await send({"type": "http.response.body", "body": hit.body})
             return
         generation = cache.generation
+        leading = None if wants_fresh else cache.lead(key)
         start: dict[str, Any] = {}
         body: list[bytes] = []
 
@@ -317,12 +321,18 @@ class RequestContextMiddleware:
                 body.append(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, receive, capture)
-        if start:
-            answer = CachedAnswer(
-                start["status"], start["headers"], b"".join(body), state.get("user_id"), cache.now()
-            )
-            cache.put(key, generation, answer)
+        answer = None
+        try:
+            await self.app(scope, receive, capture)
+            if start:
+                answer = CachedAnswer(
+                    start["status"], start["headers"], b"".join(body), state.get("user_id"), cache.now()
+                )
+                if not cache.put(key, generation, answer):
+                    answer = None  # a write came in between: nobody else gets it
+        finally:
+            if leading is not None:
+                cache.finish(key, leading, answer)
 
     async def _limited_body(
         self, scope: Scope, headers: Headers, receive: Receive, send: Send

@@ -19,12 +19,15 @@ What keeps it correct:
   shows up at most that many seconds later, on top of the run cache's own delay
   (`AETL_RUN_CACHE_SECONDS`);
 - the rate limit, the request id, the access log and the metrics still run for every request;
-- a request with `Cache-Control: no-cache` (or `no-store`) is always answered by the app.
+- a request with `Cache-Control: no-cache` (or `no-store`) is always answered by the app;
+- when an entry is missing, the first request computes it and the same requests arriving meanwhile
+  wait for that answer (single flight); only a 200 is shared, otherwise each runs the app itself.
 `AETL_RESPONSE_CACHE_SECONDS=0` turns it off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -54,6 +57,9 @@ class ResponseCache:
         self._entries: OrderedDict[Key, CachedAnswer] = OrderedDict()
         self.generation = 0  # moves on every write: answers of an older generation are never kept
         self.hits = 0
+        # answers being computed right now: a burst of the same request (50 clients when an entry
+        # expires) waits for the one computation instead of running the app 50 times at once
+        self._inflight: dict[Key, asyncio.Future[CachedAnswer | None]] = {}
 
     def applies(self, method: str, route: str, identity: str) -> bool:
         cacheable = method == "GET" and route in CACHED_ROUTES
@@ -80,9 +86,29 @@ class ResponseCache:
         return True
 
     def written(self) -> None:
-        """A request that may write began or ended: forget everything."""
+        """A request that may write began or ended: forget everything, including what is being
+        computed (a request arriving from now on computes its own answer)."""
         self.generation += 1
         self._entries.clear()
+        self._inflight.clear()
+
+    def pending(self, key: Key) -> asyncio.Future[CachedAnswer | None] | None:
+        """The computation of this key under way, if any (await it with asyncio.shield)."""
+        return self._inflight.get(key)
+
+    def lead(self, key: Key) -> asyncio.Future[CachedAnswer | None]:
+        future: asyncio.Future[CachedAnswer | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        return future
+
+    def finish(
+        self, key: Key, future: asyncio.Future[CachedAnswer | None], answer: CachedAnswer | None
+    ) -> None:
+        """Hand the leader's answer (None: nothing to share) to whoever waited for it."""
+        if self._inflight.get(key) is future:
+            del self._inflight[key]
+        if not future.done():
+            future.set_result(answer if answer is not None and answer.status == 200 else None)
 
     def now(self) -> float:
         return self._clock()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
@@ -42,6 +44,12 @@ def make_app(cache: ResponseCache) -> tuple[FastAPI, dict[str, int]]:
     @app.post("/api/v1/pipelines")
     def create() -> dict[str, bool]:
         return {"created": True}
+
+    @app.get("/api/v1/pipelines/{pipeline_id}/runs")
+    async def slow(request: Request, pipeline_id: str) -> JSONResponse:
+        calls["slow"] = calls.get("slow", 0) + 1
+        await asyncio.sleep(0.3)
+        return JSONResponse({"answer": next(counter)}, status_code=200 if pipeline_id == "p1" else 404)
 
     @app.get("/api/v1/other")
     def other() -> dict[str, int]:
@@ -142,3 +150,22 @@ def test_an_answer_computed_during_a_write_is_not_kept() -> None:
     assert cache.put(key, cache.generation, answer) and cache.get(key) == answer
     assert not cache.put(key, cache.generation, CachedAnswer(404, (), b"{}", "alice", clock()))
     assert not ResponseCache(0).applies("GET", "/api/v1/pipelines", "user:alice")
+
+
+def test_a_burst_of_the_same_request_runs_the_app_once() -> None:
+    # 20 clients asking at once when nothing is cached (an entry just expired): one computes
+    cache = ResponseCache(30.0, clock=Clock())
+    app, calls = make_app(cache)
+    alice = token("alice")
+
+    async def burst(path: str) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await asyncio.gather(*(client.get(path, headers=alice) for _ in range(20)))
+
+    answers = asyncio.run(burst("/api/v1/pipelines/p1/runs"))
+    assert {r.status_code for r in answers} == {200} and len({r.text for r in answers}) == 1
+    assert calls["slow"] == 1
+    # only a 200 is shared: each of a burst of 404s is answered by the app
+    answers = asyncio.run(burst("/api/v1/pipelines/p2/runs"))
+    assert {r.status_code for r in answers} == {404} and calls["slow"] == 21

@@ -300,9 +300,13 @@ class RequestContextMiddleware:
             name == b"cache-control" and (b"no-cache" in value.lower() or b"no-store" in value.lower())
             for name, value in scope["headers"]
         )
-        hit = None if wants_fresh else cache.get(key)
-        if hit is None and not wants_fresh and (pending := cache.pending(key)) is not None:
-            hit = await asyncio.shield(pending)  # the same request is being answered right now
+        hit, fresh = (None, False) if wants_fresh else cache.lookup(key)
+        if not fresh:
+            pending = None if wants_fresh else cache.pending(key)
+            if pending is None:
+                hit = None  # compute it (below); an expired answer goes only to those who come meanwhile
+            elif hit is None:
+                hit = await asyncio.shield(pending)  # the same request is being answered right now
         if hit is not None:
             self.metrics.cache_hits.labels(route).inc()
             state["user_id"] = hit.user_id

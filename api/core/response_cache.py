@@ -21,7 +21,10 @@ What keeps it correct:
 - the rate limit, the request id, the access log and the metrics still run for every request;
 - a request with `Cache-Control: no-cache` (or `no-store`) is always answered by the app;
 - when an entry is missing, the first request computes it and the same requests arriving meanwhile
-  wait for that answer (single flight); only a 200 is shared, otherwise each runs the app itself.
+  wait for that answer (single flight); only a 200 is shared, otherwise each runs the app itself;
+- when an entry has just expired (not dropped by a write), the first request computes the new one
+  and the same requests arriving meanwhile get the expired one (stale-while-revalidate), so an
+  answer is at most `seconds` old, or twice that while its replacement is being computed.
 `AETL_RESPONSE_CACHE_SECONDS=0` turns it off.
 """
 
@@ -66,14 +69,24 @@ class ResponseCache:
         return self.seconds > 0 and cacheable and identity.startswith("user:")
 
     def get(self, key: Key) -> CachedAnswer | None:
+        """A fresh answer (younger than `seconds`), or None."""
+        answer, fresh = self.lookup(key)
+        return answer if fresh else None
+
+    def lookup(self, key: Key) -> tuple[CachedAnswer | None, bool]:
+        """(answer, fresh): a fresh one; or a stale one (younger than twice `seconds`), which may be
+        served only while another request computes its replacement; or (None, False)."""
         answer = self._entries.get(key)
         if answer is None:
-            return None
-        if self._clock() - answer.stored_at >= self.seconds:
-            self._entries.pop(key, None)
-            return None
-        self.hits += 1
-        return answer
+            return None, False
+        age = self._clock() - answer.stored_at
+        if age < self.seconds:
+            self.hits += 1
+            return answer, True
+        if age < 2 * self.seconds:
+            return answer, False
+        self._entries.pop(key, None)
+        return None, False
 
     def put(self, key: Key, generation: int, answer: CachedAnswer) -> bool:
         """Keep an answer computed during `generation`; False if a write came in between."""

@@ -169,3 +169,29 @@ def test_a_burst_of_the_same_request_runs_the_app_once() -> None:
     # only a 200 is shared: each of a burst of 404s is answered by the app
     answers = asyncio.run(burst("/api/v1/pipelines/p2/runs"))
     assert {r.status_code for r in answers} == {404} and calls["slow"] == 21
+
+
+def test_an_expired_answer_goes_to_the_burst_while_one_request_computes_the_next() -> None:
+    clock = Clock()
+    cache = ResponseCache(1.0, clock=clock)
+    app, calls = make_app(cache)
+    alice = token("alice")
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            first = asyncio.create_task(client.get("/api/v1/pipelines/p1/runs", headers=alice))
+            await asyncio.sleep(0.1)  # the first is computing (0.3 s)
+            rest = await asyncio.gather(
+                *(client.get("/api/v1/pipelines/p1/runs", headers=alice) for _ in range(9))
+            )
+            return [await first, *rest]
+
+    old = asyncio.run(burst())[0].json()["answer"]
+    assert calls["slow"] == 1
+    clock.now += 1.5  # expired, not yet twice the TTL: stale-while-revalidate
+    answers = [r.json()["answer"] for r in asyncio.run(burst())]
+    assert calls["slow"] == 2 and answers[0] != old and answers[1:] == [old] * 9
+    clock.now += 2.5  # older than twice the TTL: nobody gets it, the burst waits for the new one
+    answers = [r.json()["answer"] for r in asyncio.run(burst())]
+    assert calls["slow"] == 3 and len(set(answers)) == 1 and answers[0] != old

@@ -1,7 +1,7 @@
 """GET /pipelines and GET /pipelines/{id}/runs under concurrent clients, with many pipelines and runs.
 
     .venv/bin/python benchmarks/pipeline_api_load.py [--pipelines 1000] [--runs 10000] [--clients 50]
-                                                      [--requests 1000] [--slow-requests N]
+                                                      [--requests 1000] [--slow-requests N] [--warmup N]
 
 Starts its own stack (free ports, own databases, rate limits off), creates the pipelines through the
 API, and seeds the runs straight into Dagster's run storage through the Dagster instance API
@@ -108,6 +108,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=1000, help="per endpoint")
     parser.add_argument(
+        "--warmup", type=int, default=0, help="requests per route sent first and not counted (0: none)"
+    )
+    parser.add_argument(
         "--slow-requests",
         type=int,
         help="per endpoint for the no-cache and Dagster cases (default: --requests); at ~80 req/s and "
@@ -152,9 +155,14 @@ def main() -> int:
              graphql, {}),
         ]  # fmt: skip
         slow = args.slow_requests or args.requests
-        print(f"{args.clients} concurrent clients, {args.requests} requests per route ({slow} for slow ones):")
+        print(f"{args.clients} concurrent clients, {args.requests} requests per route ({slow}: slow ones):")
         for label, method, url, body, case_headers in cases:
             count = slow if "no-cache" in label or "Dagster" in label else args.requests
+            if args.warmup:  # the first requests pay cold caches (response cache, run cache, pool)
+                cold = run_load(
+                    method, url, clients=args.clients, requests=args.warmup, headers=case_headers, json=body
+                )
+                print(f"  (warm-up: {args.warmup} requests, slowest {max(cold.latencies_ms):.1f} ms)")
             result = run_load(
                 method, url, clients=args.clients, requests=count, headers=case_headers, json=body
             )

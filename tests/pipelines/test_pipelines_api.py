@@ -212,10 +212,14 @@ def test_cached_list_answers_still_show_writes_and_logouts_at_once(
             if line.startswith("aetl_http_response_cache_hits_total{")
         )
 
-    assert api.get("/pipelines", headers=caller.headers, params=params).json()["total"] == 0
+    # back-to-back reads are served from the cache (an answer computed while the log-in's request was
+    # still finishing is not kept: the end of every write drops what was computed meanwhile)
     before = hits()
-    assert api.get("/pipelines", headers=caller.headers, params=params).json()["total"] == 0
-    assert hits() == before + 1  # the second read came from the cache
+    for _ in range(5):
+        assert api.get("/pipelines", headers=caller.headers, params=params).json()["total"] == 0
+        if hits() > before:
+            break
+    assert hits() > before, "no read of the same URL by the same caller came from the cache"
     created = create(api, caller, {**AI_ETL_BODY, "project_id": project})
     listed = api.get("/pipelines", headers=caller.headers, params=params).json()
     assert [i["id"] for i in listed["items"]] == [created["id"]]

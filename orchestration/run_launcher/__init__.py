@@ -11,7 +11,9 @@ Dagster's semantics are kept:
 - terminate: RUN_CANCELING is reported, then SIGTERM goes to the worker, whose Dagster interrupt
   handling ends the run CANCELED (the same path Docker/K8s launchers use); a worker that ends
   without recording it (signalled before its handler existed, or not yet started) is watched and
-  its run reported CANCELED at once instead of after run monitoring's cancel timeout;
+  its run reported CANCELED at once instead of after run monitoring's cancel timeout; one still
+  alive with its run unfinished AETL_RUN_CANCEL_GRACE_SECONDS after SIGTERM is killed with the
+  processes it started (as Kubernetes does after a pod's grace period) and its run reported CANCELED;
 - run monitoring: `check_run_worker_health` looks the worker up by pid + start time (tag
   `aetl/run_worker`), so a worker that died (OOM, kill -9) makes the monitor fail the run;
 - when the server is unreachable, or a location runs on another Python, the run goes through the

@@ -290,16 +290,15 @@ class RequestContextMiddleware:
         # the credential itself is in the key, not only its user: an API key may be scoped narrower
         # than its owner's session (e.g. `connectors:view`), and must never get the session's answer
         credential = hashlib.blake2b(digest_size=16)
+        wants_fresh = False
         for name, value in scope["headers"]:
             if name in (b"authorization", b"x-api-key"):
                 credential.update(name + b"\0" + value + b"\0")
+            elif name == b"cache-control":
+                # `no-cache` (or no-store) asks for a fresh answer, as in HTTP caches
+                wants_fresh = wants_fresh or b"no-cache" in value.lower() or b"no-store" in value.lower()
         key = (identity, credential.hexdigest(), scope["path"], scope.get("query_string", b""))
         state: MutableMapping[str, Any] = scope["state"]
-        # `Cache-Control: no-cache` (or no-store) asks for a fresh answer, as in HTTP caches
-        wants_fresh = any(
-            name == b"cache-control" and (b"no-cache" in value.lower() or b"no-store" in value.lower())
-            for name, value in scope["headers"]
-        )
         hit, fresh = (None, False) if wants_fresh else cache.lookup(key)
         if not fresh:
             pending = None if wants_fresh else cache.pending(key)

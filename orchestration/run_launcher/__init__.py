@@ -71,8 +71,9 @@ def cancel_grace_seconds() -> float:
         return CANCEL_GRACE_DEFAULT_S
 
 
-def kill_tree(pid: int, start_ticks: int | None) -> None:
-    """SIGKILL the worker (if it is still that very process) and every process below it."""
+def kill_tree(pid: int, start_ticks: int | None) -> list[int]:
+    """SIGKILL the worker (if it is still that very process) and every process below it; returns
+    the pids below it."""
     below = descendants(pid)
     if process_alive(pid, start_ticks):
         with contextlib.suppress(ProcessLookupError):
@@ -80,6 +81,7 @@ def kill_tree(pid: int, start_ticks: int | None) -> None:
     for child in below:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
+    return below
 
 
 def _watch(run_id: str, target: Any, *args: Any) -> None:
@@ -299,14 +301,14 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
                 run = self._instance.get_run_by_id(run_id)
                 if run is None or run.is_finished:
                     return False  # it recorded the cancel and is only exiting
+                below = kill_tree(pid, start_ticks)
+                killed = True
                 self._instance.report_engine_event(
-                    f"Run worker {pid} did not stop within {grace:g} s of SIGTERM; killing it "
-                    f"and the {len(descendants(pid))} process(es) it started.",
+                    f"Run worker {pid} did not stop within {grace:g} s of SIGTERM; killed it "
+                    f"and the {len(below)} process(es) it started.",
                     run,
                     cls=self.__class__,
                 )
-                kill_tree(pid, start_ticks)
-                killed = True
             time.sleep(CANCEL_WATCH_POLL_S)
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.is_finished:

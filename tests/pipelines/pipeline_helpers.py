@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from api.dagster_client import DagsterClient
+from orchestration.run_launcher.proc import descendants
 
 
 @dataclass
@@ -85,11 +86,7 @@ def run_diagnosis(dagster: DagsterClient, run_id: str) -> str:
             except OSError as exc:
                 text = f"({exc})"
             lines.append(f"worker /proc/{pid}/{name}: {text[:1500]}")
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
-        for child in children:
+        for child in descendants(pid):
             try:
                 cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:

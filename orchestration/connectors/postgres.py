@@ -33,6 +33,27 @@ from orchestration.connectors.types import nullable, pg_to_clickhouse, strip_nul
 # tables smaller than this (by the planner's estimate) are counted exactly
 EXACT_COUNT_LIMIT = 100_000
 COPY_CHUNK_BYTES = 4 * 1024 * 1024
+# a table is read by several COPYs side by side only from this size on (2,048 pages: 16 MB)
+SPLIT_MIN_PAGES = 2048
+# how many: AETL_PG_COPY_STREAMS (1 turns the split off)
+COPY_STREAMS_DEFAULT = 2
+COPY_STREAMS_MAX = 16
+
+# pages [first, end) of a table (end None: to the last page, including pages added since it was measured)
+PageRange = tuple[int, int | None]
+
+
+def copy_streams() -> int:
+    """AETL_PG_COPY_STREAMS, within 1…16 (the default where it is not a number)."""
+    try:
+        value = int(os.environ.get("AETL_PG_COPY_STREAMS", COPY_STREAMS_DEFAULT))
+    except ValueError:
+        value = COPY_STREAMS_DEFAULT
+    return max(1, min(value, COPY_STREAMS_MAX))
+
+
+def psql_executable() -> str | None:
+    return shutil.which("psql")
 
 
 def _classify(error: psycopg.Error, config: PostgresConfig) -> ConnectorFailure:
@@ -180,11 +201,56 @@ def _qualified(config: PostgresConfig, table: str) -> tuple[str, str]:
     return schema or config.schema_name, name
 
 
-def relation_sql(config: PostgresConfig, table: str | None, query: str | None) -> sql.Composable:
+def relation_sql(
+    config: PostgresConfig, table: str | None, query: str | None, pages: PageRange | None = None
+) -> sql.Composable:
     if table:
-        return sql.SQL("SELECT * FROM {}").format(sql.Identifier(*_qualified(config, table)))
-    assert query is not None
+        select = sql.SQL("SELECT * FROM {}").format(sql.Identifier(*_qualified(config, table)))
+        if pages is None:
+            return select
+        first, end = pages
+        bounds = [sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({first},0)"))]
+        if end is not None:
+            bounds.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({end},0)")))
+        return sql.SQL("{} WHERE {}").format(select, sql.SQL(" AND ").join(bounds))
+    assert query is not None and pages is None
     return sql.SQL(query.strip().rstrip(";"))  # type: ignore[arg-type]
+
+
+def copy_ranges(
+    conn: psycopg.Connection[Any], config: PostgresConfig, table: str, streams: int
+) -> list[PageRange] | None:
+    """Page ranges that split a plain table into `streams` COPYs read side by side; None: one COPY.
+
+    Each range is read by a TID range scan (PostgreSQL 14+), so the streams share the table's pages
+    without reading them twice. Views, partitioned and foreign tables, older servers and tables
+    smaller than SPLIT_MIN_PAGES are read by one COPY.
+    """
+    if streams < 2 or conn.info.server_version < 140000:
+        return None
+    row = conn.execute(
+        "SELECT c.relkind, pg_relation_size(c.oid) / current_setting('block_size')::int "
+        "FROM pg_class c WHERE c.oid = %s",
+        (_relation_oid(conn, config, table),),
+    ).fetchone()
+    if row is None or row[0] != "r" or int(row[1]) < SPLIT_MIN_PAGES:
+        return None
+    pages = int(row[1])
+    bounds = [pages * i // streams for i in range(streams)] + [None]
+    return [(int(bounds[i] or 0), bounds[i + 1]) for i in range(streams)]
+
+
+def export_snapshot(conn: psycopg.Connection[Any]) -> str:
+    """Open a read-only repeatable-read transaction on `conn` and export its snapshot.
+
+    COPYs run by other sessions that import it (psql_copy_command(snapshot=…)) read the same
+    committed state, as one COPY would; the snapshot lives as long as this transaction, so `conn`
+    stays open until they have finished.
+    """
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def relation_columns(
@@ -244,10 +310,12 @@ def copy_statement(
     columns: list[ColumnInfo],
     cursor_column: str | None = None,
     cursor_after: Any = None,
+    pages: PageRange | None = None,
 ) -> sql.Composed:
-    """`COPY (SELECT <columns as the warehouse reads them> …) TO STDOUT` of a source."""
+    """`COPY (SELECT <columns as the warehouse reads them> …) TO STDOUT` of a source (or of its pages)."""
     select = sql.SQL("SELECT {} FROM ({}) AS source").format(
-        sql.SQL(", ").join(_select_expression(c) for c in columns), relation_sql(config, table, query)
+        sql.SQL(", ").join(_select_expression(c) for c in columns),
+        relation_sql(config, table, query, pages),
     )
     if cursor_column is not None and cursor_after is not None:
         select = sql.SQL("{} WHERE {} > {}").format(
@@ -257,15 +325,16 @@ def copy_statement(
 
 
 def psql_copy_command(
-    conn: psycopg.Connection[Any], statement: sql.Composed
+    conn: psycopg.Connection[Any], statement: sql.Composed, snapshot: str | None = None
 ) -> tuple[list[str], dict[str, str]] | None:
     """psql running `statement` on the same server as `conn`: (argv, environment), or None without psql.
 
     psql (PostgreSQL's own client, in C) writes COPY's output without a Python step per row: about
     twice as fast as reading it through psycopg on this machine. The connection's parameters and
     password go through PG* variables of the child's environment, never its command line.
+    `snapshot` (export_snapshot): the COPY reads in that snapshot (its own transaction imports it).
     """
-    executable = shutil.which("psql")
+    executable = psql_executable()
     if executable is None:
         return None
     info = conn.info
@@ -288,8 +357,13 @@ def psql_copy_command(
     for name in ("PATH", "LANG", "LC_ALL", "HOME"):
         if name in os.environ:
             env[name] = os.environ[name]
-    argv = [executable, "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1",
-            "--command", statement.as_string(conn)]  # fmt: skip
+    commands = [statement.as_string(conn)]
+    if snapshot is not None:
+        imported = sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(conn)
+        commands = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", imported, *commands, "COMMIT"]
+    argv = [executable, "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1"]
+    for command in commands:  # one session, each command on its own (--quiet: no command tags)
+        argv += ["--command", command]
     return argv, env
 
 

@@ -158,7 +158,7 @@ def move_target(
         settings: dict[str, Any] = {}
         for piece in staged:
             settings.update(piece.insert_settings)
-        feeds = [piece.feed for piece in staged if piece.feed is not None]
+        feeds = [feed for piece in staged for feed in piece.feeds]
         _load_select(select, target, context, client, result, settings, feeds)
         result.rows_read = _rows_read(staged, result)
         result.bytes_read = sum(p.bytes_read for p in staged) or result.bytes_read

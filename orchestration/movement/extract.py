@@ -8,7 +8,8 @@ The fastest real path per source type:
   that the local warehouse reads with file() (PostgreSQL's text format is ClickHouse's TSV; the run
   worker only forwards byte blocks): straight into the load when the target is replaced from this
   source alone (the load writes a fresh table swapped in at the end, so a failed stream publishes
-  nothing), else into a staging table first;
+  nothing), else into a staging table first. A large table is read by several COPYs side by side
+  (page ranges, one exported snapshot), one pipe each;
 - MySQL/MariaDB, other ClickHouse servers, Excel and files the warehouse cannot read: Arrow record
   batches of bounded size inserted into a staging table one by one.
 Staging tables live in the `aetl_staging` database and are dropped after the load.
@@ -69,12 +70,14 @@ class StagedSource:
     # input-format settings of the final insert (e.g. quarantine of rows that do not parse)
     insert_settings: dict[str, Any] = field(default_factory=dict)
     rejects_file: str | None = None
-    # a source the final insert reads straight from a named pipe, fed while that insert runs
-    feed: PipeFeed | None = None
+    # a source the final insert reads straight from named pipes, fed while that insert runs
+    feeds: list[PipeFeed] = field(default_factory=list)
+    # what the feeds need until they are done (the source's connection, the pipes themselves)
+    resources: contextlib.ExitStack | None = None
 
     def close(self) -> None:
-        if self.feed is not None:
-            self.feed.close()
+        if self.resources is not None:
+            self.resources.close()
 
 
 # writes a source's rows into the named pipe's write end (the fd is its to close); `stop` is set when
@@ -86,20 +89,15 @@ Producer = Callable[[int, threading.Event], None]
 class PipeFeed:
     """A source for a named pipe that a statement of the warehouse reads (file(<fifo>)).
 
-    `resources` holds what the producer needs (e.g. the source's connection) and the pipe itself;
     `source_error` turns a failure of the source into the run's message.
     """
 
     fifo: Path
     produce: Producer
-    resources: contextlib.ExitStack
     source_error: Callable[[BaseException], BaseException]
 
     def feeding(self) -> contextlib.AbstractContextManager[None]:
         return feeding_pipe(self.fifo, self.produce, self.source_error)
-
-    def close(self) -> None:
-        self.resources.close()
 
 
 def staging_name(load_key: str, target_id: str, step_id: str) -> str:
@@ -164,10 +162,13 @@ def stage_source(
         staged = _stage(
             client, source, config, staging, cursor, structure, rejects_path, warehouse_url, direct
         )
-    except ExtractError:
-        raise
-    except Exception as error:  # noqa: BLE001 - every source failure becomes one clear message
-        raise _source_error(source, error) from None
+    except BaseException as error:
+        # a stream that failed half-way leaves no half-filled staging table behind
+        with contextlib.suppress(Exception):
+            client.command(f"DROP TABLE IF EXISTS {qualified_name(staging, STAGING_DATABASE)} SYNC")
+        if isinstance(error, ExtractError) or not isinstance(error, Exception):
+            raise
+        raise _source_error(source, error) from None  # every source failure becomes one clear message
     staged.seconds = time.perf_counter() - started
     return staged
 
@@ -219,12 +220,12 @@ def _stage_postgres(
         columns: list[ColumnInfo] = postgres.relation_columns(conn, config, source.table, source.query)
         table = create_staging(client, staging, [(c.name, c.clickhouse_type) for c in columns])
         local = files.warehouse_is_local(warehouse_url)
-        psql = _psql(conn, config, source, columns, cursor_after) if local else None
+        producers = _psql(conn, config, source, columns, cursor_after) if local else None
         structure = _structure(columns)
-        if psql is not None:
+        if producers is not None:
             # psql's COPY → named pipe → file(): no Python step per row anywhere
-            summary = pipe_into_staging(client, table, structure, "TabSeparated", psql)
-            return _staged_postgres(client, table, staging, summary, "postgres_psql_pipe", 0)
+            summary = pipe_into_staging(client, table, structure, "TabSeparated", producers)
+            return _staged_postgres(client, table, staging, summary, _psql_path(producers), 0)
         counted = {"bytes": 0}
         stream = postgres.copy_stream(conn, _copy_statement(config, source, columns, cursor_after))
         first = next(stream, None)
@@ -241,7 +242,7 @@ def _stage_postgres(
 
         if local:
             # the warehouse parses while PostgreSQL copies: COPY → named pipe → file() (both cores busy)
-            summary = pipe_into_staging(client, table, structure, "TabSeparated", write_blocks(blocks()))
+            summary = pipe_into_staging(client, table, structure, "TabSeparated", [write_blocks(blocks())])
             path = "postgres_copy_text_pipe"
         else:
             summary = client.raw_insert(
@@ -274,22 +275,44 @@ def _copy_statement(
 
 def _psql(
     conn: Any, config: PostgresConfig, source: Source, columns: list[ColumnInfo], cursor_after: Any
-) -> Producer | None:
-    command = postgres.psql_copy_command(conn, _copy_statement(config, source, columns, cursor_after))
-    return run_into_pipe(*command) if command is not None else None
+) -> list[Producer] | None:
+    """psql COPYs of the source, one per pipe (several for a large table, see copy_ranges); None: no psql."""
+    if postgres.psql_executable() is None:
+        return None
+    ranges = None
+    if source.table and not source.query:
+        ranges = postgres.copy_ranges(conn, config, source.table, postgres.copy_streams())
+    if ranges is None:
+        command = postgres.psql_copy_command(conn, _copy_statement(config, source, columns, cursor_after))
+        return [run_into_pipe(*command)] if command is not None else None
+    snapshot = postgres.export_snapshot(conn)  # the COPYs together read what one COPY would
+    producers = []
+    for pages in ranges:
+        statement = postgres.copy_statement(
+            config, source.table, None, columns, source.cursor_column, cursor_after, pages
+        )
+        command = postgres.psql_copy_command(conn, statement, snapshot)
+        if command is None:
+            return None
+        producers.append(run_into_pipe(*command))
+    return producers
+
+
+def _psql_path(producers: list[Producer], direct: bool = False) -> str:
+    streams = "pipe" if len(producers) == 1 else f"{len(producers)}_pipes"
+    return f"postgres_psql_{streams}" + ("_direct" if direct else "")
 
 
 def _postgres_feed(
     client: Any, source: Source, config: PostgresConfig, staging: str, cursor_after: Any
 ) -> StagedSource:
-    """COPY → named pipe → the final insert itself: the rows are written once, into the new table."""
+    """COPY → named pipe(s) → the final insert itself: the rows are written once, into the new table."""
     resources = contextlib.ExitStack()
     try:
         conn = resources.enter_context(postgres.connect(config))
         columns = postgres.relation_columns(conn, config, source.table, source.query)
-        produce = _psql(conn, config, source, columns, cursor_after)
-        path = "postgres_psql_pipe_direct"
-        if produce is None:
+        producers = _psql(conn, config, source, columns, cursor_after)
+        if producers is None:
             stream = postgres.copy_stream(conn, _copy_statement(config, source, columns, cursor_after))
             resources.callback(stream.close)
             first = next(stream, None)  # the COPY has started: errors of the query show up here
@@ -299,18 +322,24 @@ def _postgres_feed(
                 return StagedSource(
                     f"SELECT * FROM {table}", "postgres_copy_text_tsv", 0, 0, staging_table=staging
                 )
-            produce, path = write_blocks(_chain(first, stream)), "postgres_copy_text_pipe_direct"
+            producers, path = [write_blocks(_chain(first, stream))], "postgres_copy_text_pipe_direct"
         else:
-            resources.close()  # psql has a connection of its own
-            resources = contextlib.ExitStack()
-        fifo = new_pipe()
-        resources.callback(fifo.unlink, missing_ok=True)
+            path = _psql_path(producers, direct=True)
+            if len(producers) == 1:
+                resources.close()  # psql has a connection of its own (several keep the snapshot's open)
+                resources = contextlib.ExitStack()
+        fifos = [new_pipe() for _ in producers]
+        for fifo in fifos:
+            resources.callback(fifo.unlink, missing_ok=True)
     except BaseException:
         resources.close()
         raise
-    body = f"SELECT * FROM {pipe_relation(fifo, 'TabSeparated', _structure(columns))}"
-    feed = PipeFeed(fifo, produce, resources, lambda error: _source_error(source, error))
-    return StagedSource(body, path, None, 0, insert_settings={"input_format_parallel_parsing": 1}, feed=feed)
+    body, settings = pipes_select(fifos, "TabSeparated", _structure(columns))
+    feeds = [
+        PipeFeed(fifo, produce, lambda error: _source_error(source, error))
+        for fifo, produce in zip(fifos, producers, strict=True)
+    ]
+    return StagedSource(body, path, None, 0, insert_settings=settings, feeds=feeds, resources=resources)
 
 
 def _structure(columns: list[ColumnInfo]) -> str:
@@ -335,23 +364,39 @@ def pipe_folder() -> Path:
     return folder
 
 
-def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, produce: Producer) -> Any:
-    """`INSERT INTO table SELECT * FROM file(<named pipe>)` while `produce` writes the pipe.
+def pipes_select(fifos: list[Path], fmt: str, structure: str) -> tuple[str, dict[str, Any]]:
+    """The SELECT reading every pipe (UNION ALL), and the settings of the statement that runs it.
+
+    One pipe: parsed by several threads (parallel parsing). Several: one thread each, all at once
+    (max_threads: a pipe opened late would hold its writer back).
+    """
+    select = " UNION ALL ".join(f"SELECT * FROM {pipe_relation(f, fmt, structure)}" for f in fifos)
+    if len(fifos) == 1:
+        return select, {"input_format_parallel_parsing": 1}
+    return select, {"input_format_parallel_parsing": 0, "max_threads": len(fifos)}
+
+
+def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, producers: list[Producer]) -> Any:
+    """`INSERT INTO table SELECT * FROM file(<named pipe>) [UNION ALL …]` while `producers` write the pipes.
 
     The local warehouse parses the data as it arrives, so reading the source and parsing overlap;
     nothing is spooled to disk. A failure on either side fails the whole insert: a source error
     mid-stream raises here after the insert (the staging table, partial, is dropped by the caller);
-    a warehouse error stops the writer (its next write finds the pipe closed).
+    a warehouse error stops the writers (their next write finds the pipe closed).
     """
-    fifo = new_pipe()
+    fifos = [new_pipe() for _ in producers]
     try:
-        with feeding_pipe(fifo, produce):
+        select, settings = pipes_select(fifos, fmt, structure)
+        with contextlib.ExitStack() as feeding:
+            for fifo, produce in zip(fifos, producers, strict=True):
+                feeding.enter_context(feeding_pipe(fifo, produce))
             return client.command(
-                f"INSERT INTO {table} SELECT * FROM {pipe_relation(fifo, fmt, structure)} "
-                "SETTINGS input_format_parallel_parsing = 1"
+                f"INSERT INTO {table} {select} SETTINGS "
+                + ", ".join(f"{name} = {value}" for name, value in settings.items())
             )
     finally:
-        fifo.unlink(missing_ok=True)
+        for fifo in fifos:
+            fifo.unlink(missing_ok=True)
 
 
 def write_blocks(blocks: Iterator[bytes]) -> Producer:

@@ -166,6 +166,56 @@ def test_postgres_replace_streams_straight_into_the_new_table_and_a_broken_strea
     assert wh.command(staging_tables) == staged_before and set(pipes.iterdir()) == pipes_before
 
 
+@pytest.mark.parametrize("mode", ["replace", "append"])
+def test_a_large_table_is_read_by_several_copies_in_one_snapshot_and_a_failing_one_publishes_nothing(
+    pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,
+    wh: Client, target_db: str, move_context: Callable[..., MoveContext], mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Page ranges read side by side (here from 1 page on, 3 COPYs): every row once, as of the
+    snapshot the load took, even when rows are committed while the COPYs start."""
+    monkeypatch.setattr(postgres, "SPLIT_MIN_PAGES", 1)
+    monkeypatch.setenv("AETL_PG_COPY_STREAMS", "3")
+    connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
+    source = {"connector_id": connector["id"], "table": "transactions"}
+    target = {"table": "tx", "database": target_db, "mode": mode, "order_by": ["id"]}
+    columns = "id, customer, amount, date, paid"
+    expected = pg.execute(f"SELECT {columns} FROM transactions ORDER BY id")
+    export = postgres.export_snapshot
+
+    def export_then_commit(conn: Any) -> str:
+        snapshot = export(conn)
+        # committed after the snapshot, before the COPYs: on the last pages, not part of this load
+        add_transactions(pg, transaction_rows(100, start_id=900_001))
+        return snapshot
+
+    monkeypatch.setattr(postgres, "export_snapshot", export_then_commit)
+    result = run(document(source, target), move_context(), warehouse)
+    assert result.path == "postgres_psql_3_pipes" + ("_direct" if mode == "replace" else ""), result.path
+    assert result.rows_read == 2000 and result.rows_written == 2000
+    got = wh.query(f"SELECT {columns} FROM {target_db}.tx ORDER BY id").result_rows
+    assert [(r[0], r[1], Decimal(r[2]), r[3], r[4]) for r in got] == expected
+
+    # one of the COPYs fails (its snapshot is not valid): the load fails, the target is as it was
+    monkeypatch.setattr(postgres, "export_snapshot", export)
+    command = postgres.psql_copy_command
+    calls: list[str | None] = []
+
+    def second_fails(conn: Any, statement: Any, snapshot: str | None = None) -> Any:
+        calls.append(snapshot)
+        return command(conn, statement, "00000003-0000BAD0-1" if len(calls) == 2 else snapshot)
+
+    monkeypatch.setattr(postgres, "psql_copy_command", second_fails)
+    staging_tables = "SELECT count() FROM system.tables WHERE database = 'aetl_staging'"
+    staged_before = wh.command(staging_tables)
+    pipes_before = set(pipe_folder().iterdir())
+    with pytest.raises(MoveError, match="invalid snapshot identifier"):
+        run(document(source, target), move_context(), warehouse)
+    assert len(calls) == 3
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2000
+    assert wh.command(staging_tables) == staged_before and set(pipe_folder().iterdir()) == pipes_before
+
+
 def test_incremental_loads_only_new_rows(
     pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,
     wh: Client, target_db: str, move_context: Callable[..., MoveContext],

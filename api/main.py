@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import logging.handlers
 import queue
@@ -20,6 +21,7 @@ from api.auth.router import router as auth_router
 from api.connectors import router as connectors_router
 from api.core.config import Settings, get_settings
 from api.core.errors import install_error_handlers
+from api.core.gc_pauses import GcPauseCollector
 from api.core.middleware import (
     Metrics,
     RateLimiter,
@@ -70,6 +72,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # one HTTP client for health checks: building one per request costs ~50 ms of TLS set-up
     # on the event loop, which every concurrent check would then wait for
     app.state.http = httpx.AsyncClient()
+    # what start-up built (modules, routes, models: ~350k objects) lives as long as the process: keep
+    # it out of the collector's reach. A full collection over it took ~190 ms here, a pause every
+    # request in flight waited out (the p99 of every route under load)
+    gc.collect()
+    gc.freeze()
     yield
     await app.state.http.aclose()
     probe = getattr(app.state, "dagster_probe", None)
@@ -99,6 +106,7 @@ def create_app(*, dagster_probe_factory: Callable[[Settings], DagsterProbe] = da
     metrics = Metrics()
     ProcessCollector(registry=metrics.registry)
     PlatformCollector(registry=metrics.registry)
+    metrics.registry.register(GcPauseCollector())
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.dagster_probe_factory = dagster_probe_factory

@@ -46,3 +46,10 @@ def test_v1_health_family(client: httpx.Client, admin_token: str) -> None:
     metrics = client.get("/api/v1/health/metrics", headers=bearer(admin_token))
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert "aetl_http_requests_total" in metrics.text and "process_resident_memory_bytes" in metrics.text
+    # what start-up built is frozen out of the collector's reach, and the pauses that remain are counted
+    values = dict(
+        line.rsplit(" ", 1) for line in metrics.text.splitlines() if line and not line.startswith("#")
+    )
+    assert float(values["aetl_gc_frozen_objects"]) > 100_000
+    assert float(values['aetl_gc_pause_seconds_count{generation="2"}']) >= 1  # the collect before freezing
+    assert float(values['aetl_gc_pause_seconds_count{generation="0"}']) >= 1

@@ -656,6 +656,15 @@ class DagsterClient:
             raise_for_result(result, {"schedule": name})
         return self.get_schedule(name)
 
+    def reset_schedule(self, name: str) -> Schedule:
+        """Forget a start/stop made in Dagster (UI or API): the schedule's default status applies again."""
+        address, _ = self._find("schedules", name)
+        selector = {**address.selector(), "scheduleName": name}
+        result = self.execute(queries.RESET_SCHEDULE, {"scheduleSelector": selector})["resetSchedule"]
+        if result["__typename"] != "ScheduleStateResult":
+            raise_for_result(result, {"schedule": name})
+        return self.get_schedule(name)
+
     def list_sensors(self) -> list[Sensor]:
         index = self.workspace_index(refresh=True)
         return [parse_sensor(data, address.location) for address, data in index.sensors.values()]

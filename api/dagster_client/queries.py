@@ -152,6 +152,16 @@ mutation StartSchedule($scheduleSelector: ScheduleSelector!) {
 }
 """
 
+RESET_SCHEDULE = """
+mutation ResetSchedule($scheduleSelector: ScheduleSelector!) {
+  resetSchedule(scheduleSelector: $scheduleSelector) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on Error { message }
+  }
+}
+"""
+
 STOP_SCHEDULE = """
 mutation StopSchedule($id: String!) {
   stopRunningSchedule(id: $id) {

@@ -296,7 +296,7 @@ def update_pipeline(
         session, principal.user, pipeline_id, body, ip
     )
     if reload:
-        background.add_task(service.undeploy_in_background)
+        background.add_task(service.reload_in_background, pipeline.id)
     return detail(session, pipeline, version, version_created=created)
 
 

@@ -10,7 +10,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -24,7 +24,14 @@ from api.connectors.models import Connector
 from api.core.config import get_settings
 from api.core.errors import Conflict, NotFound, ValidationFailed
 from api.core.permissions import role_can
-from api.dagster_client import DagsterClient, DagsterClientError, DagsterUnavailable, Run, RunStatus
+from api.dagster_client import (
+    DagsterClient,
+    DagsterClientError,
+    DagsterUnavailable,
+    Run,
+    RunStatus,
+    Schedule,
+)
 from api.db.models import User
 from api.db.session import new_session
 from api.pipelines.models import Pipeline, PipelineVersion
@@ -574,9 +581,12 @@ def _record_deploys(versions: dict[str, str | None]) -> None:
     jobs: set[str] = set()
     if location_error is None:
         try:
-            jobs = set(dagster().repository_contents(LOCATION, REPOSITORY).jobs)
+            contents = dagster().repository_contents(LOCATION, REPOSITORY)
         except DagsterClientError as error:
             location_error = f"Dagster did not answer after the reload: {error.message}"
+        else:
+            jobs = set(contents.jobs)
+            _schedules_follow_the_api(contents.schedules, versions)
     session = new_session()
     try:
         for pipeline_id, version_id in versions.items():
@@ -609,6 +619,32 @@ def _record_deploy(
 
 def undeploy_in_background() -> None:
     reload_pipelines_location()
+
+
+def reload_in_background(pipeline_id: str) -> None:
+    """After a change of a deployed pipeline's status: reload, then its schedules follow the API."""
+    if reload_pipelines_location() is not None:
+        return
+    try:
+        schedules = dagster().repository_contents(LOCATION, REPOSITORY).schedules
+    except DagsterClientError as error:
+        logger.warning("schedules of pipeline %s not checked: %s", pipeline_id, error.message)
+        return
+    _schedules_follow_the_api(schedules, [pipeline_id])
+
+
+def _schedules_follow_the_api(schedules: Sequence[Schedule], pipeline_ids: Iterable[str]) -> None:
+    """A pipeline's schedule runs or stops as the API says (its default status, set from the document
+    and the pipeline's status), but a start or stop made in Dagster's UI is stored and outranks the
+    default: those of these pipelines are reset, so the API's word is the last one."""
+    jobs = {job_name(pipeline_id) for pipeline_id in pipeline_ids}
+    for schedule in schedules:
+        if schedule.job_name not in jobs or schedule.status == schedule.default_status:
+            continue
+        try:
+            dagster().reset_schedule(schedule.name)
+        except DagsterClientError as error:
+            logger.warning("schedule %s not reset to the API's state: %s", schedule.name, error.message)
 
 
 ACTIVE_RUN_STATUSES = (

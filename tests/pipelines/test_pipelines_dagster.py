@@ -173,11 +173,14 @@ def test_schedules_follow_the_api_and_delete_removes_everything(
         return {s.name: s.status.value for s in contents.schedules if s.job_name == job}
 
     assert schedule_states() == {f"{job}__schedule": "RUNNING"}
+    # someone stops it in Dagster's UI: Dagster stores that state, which outranks the default status
+    dagster.stop_schedule(f"{job}__schedule")
     paused = api.put(f"/pipelines/{pipeline_id}", headers=engineer.headers, json={"status": "paused"})
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     wait_for(lambda: schedule_states() == {f"{job}__schedule": "STOPPED"}, 120, what="schedule stopped")
     resumed = api.put(f"/pipelines/{pipeline_id}", headers=engineer.headers, json={"is_active": True})
     assert resumed.status_code == 200 and resumed.json()["status"] == "active"
+    # the API's word is the last one: the state stored by the UI was reset
     wait_for(lambda: schedule_states() == {f"{job}__schedule": "RUNNING"}, 120, what="schedule running")
 
     # a trigger on a deployed pipeline: new version, redeployed, its schedule appears stopped

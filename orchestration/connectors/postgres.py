@@ -240,17 +240,21 @@ def copy_ranges(
     return [(int(bounds[i] or 0), bounds[i + 1]) for i in range(streams)]
 
 
-def export_snapshot(conn: psycopg.Connection[Any]) -> str:
+def export_snapshot(conn: psycopg.Connection[Any]) -> str | None:
     """Open a read-only repeatable-read transaction on `conn` and export its snapshot.
 
     COPYs run by other sessions that import it (psql_copy_command(snapshot=…)) read the same
     committed state, as one COPY would; the snapshot lives as long as this transaction, so `conn`
-    stays open until they have finished.
+    stays open until they have finished. None where the server refuses to export one (the caller
+    then reads with one COPY).
     """
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-    assert row is not None
-    return str(row[0])
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    except psycopg.Error:
+        conn.execute("ROLLBACK")
+        return None
+    return str(row[0]) if row else None
 
 
 def relation_columns(

@@ -281,13 +281,14 @@ def _psql(
     """psql COPYs of the source, one per pipe (several for a large table, see copy_ranges); None: no psql."""
     if postgres.psql_executable() is None:
         return None
-    ranges = None
+    ranges = snapshot = None
     if source.table and not source.query:
         ranges = postgres.copy_ranges(conn, config, source.table, postgres.copy_streams())
-    if ranges is None:
+    if ranges is not None:
+        snapshot = postgres.export_snapshot(conn)  # the COPYs together read what one COPY would
+    if ranges is None or snapshot is None:
         command = postgres.psql_copy_command(conn, _copy_statement(config, source, columns, cursor_after))
         return [run_into_pipe(*command)] if command is not None else None
-    snapshot = postgres.export_snapshot(conn)  # the COPYs together read what one COPY would
     producers = []
     for pages in ranges:
         statement = postgres.copy_statement(

@@ -215,6 +215,13 @@ def test_a_large_table_is_read_by_several_copies_in_one_snapshot_and_a_failing_o
     assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2000
     assert wh.command(staging_tables) == staged_before and set(pipe_folder().iterdir()) == pipes_before
 
+    # a server that will not export a snapshot: one COPY reads the table
+    monkeypatch.setattr(postgres, "psql_copy_command", command)
+    monkeypatch.setattr(postgres, "export_snapshot", lambda _conn: None)
+    single = run(document(source, target), move_context(), warehouse)
+    assert single.path == "postgres_psql_pipe" + ("_direct" if mode == "replace" else ""), single.path
+    assert single.rows_read == 2100
+
 
 def test_incremental_loads_only_new_rows(
     pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,

@@ -232,7 +232,8 @@ def main() -> None:
         imports.mkdir()
         csv_path = imports / "sales.csv"
         write_sales_csv(csv_path, args.rows)
-        print(f"{args.rows} rows, CSV {csv_path.stat().st_size / 1e6:.0f} MB; {args.repeat} runs each, best shown")
+        size_mb = csv_path.stat().st_size / 1e6
+        print(f"{args.rows} rows, CSV {size_mb:.0f} MB; {args.repeat} runs each, best shown")
         process, url = start_warehouse(data_dir)
         try:
             if args.only in (None, "csv"):

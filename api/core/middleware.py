@@ -328,8 +328,14 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, capture)
             if start:
+                ttl = state.get("cache_seconds")  # the answer's own, shorter life (see response_cache)
                 answer = CachedAnswer(
-                    start["status"], start["headers"], b"".join(body), state.get("user_id"), cache.now()
+                    start["status"],
+                    start["headers"],
+                    b"".join(body),
+                    state.get("user_id"),
+                    cache.now(),
+                    None if ttl is None else float(ttl),
                 )
                 if not cache.put(key, generation, answer):
                     answer = None  # a write came in between: nobody else gets it

@@ -17,7 +17,9 @@ What keeps it correct:
   next request (this process is the only API process);
 - what changes outside the API (runs started by a schedule, a deploy finishing in the code location)
   shows up at most that many seconds later, on top of the run cache's own delay
-  (`AETL_RUN_CACHE_SECONDS`);
+  (`AETL_RUN_CACHE_SECONDS`); an answer may ask for a shorter life: the app sets
+  `request.state.cache_seconds` (the run lists do while a run in them is unfinished, so a client
+  polling for the end of its run sees it within a fraction of a second);
 - the rate limit, the request id, the access log and the metrics still run for every request;
 - a request with `Cache-Control: no-cache` (or `no-store`) is always answered by the app;
 - when an entry is missing, the first request computes it and the same requests arriving meanwhile
@@ -51,6 +53,7 @@ class CachedAnswer:
     body: bytes
     user_id: str | None
     stored_at: float
+    ttl: float | None = None  # shorter than the cache's own time when the answer asked for it
 
 
 class ResponseCache:
@@ -80,10 +83,11 @@ class ResponseCache:
         if answer is None:
             return None, False
         age = self._clock() - answer.stored_at
-        if age < self.seconds:
+        ttl = self.seconds if answer.ttl is None else min(answer.ttl, self.seconds)
+        if age < ttl:
             self.hits += 1
             return answer, True
-        if age < 2 * self.seconds:
+        if age < 2 * ttl:
             return answer, False
         self._entries.pop(key, None)
         return None, False

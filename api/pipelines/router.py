@@ -6,9 +6,10 @@ ai-etl endpoints answer with that spec's bare bodies; aggregator-only ones with 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Query, Request, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,7 @@ from api.dagster_client import DagsterClientError, Run
 from api.deps import ClientIP, SessionDep, require_permission
 from api.pipelines import service
 from api.pipelines.models import Pipeline, PipelineVersion
+from api.pipelines.run_cache import ACTIVE_FRESH_SECONDS
 from api.pipelines.schemas import (
     DeployState,
     ManualTriggerRun,
@@ -119,6 +121,12 @@ def _last_runs(pipeline_ids: list[str]) -> dict[str, Run | None]:
     except DagsterClientError as error:
         logger.warning("last runs unavailable: %s", error.message)
         return {}
+
+
+def _short_life_while_running(request: Request, runs: Iterable[Run | None]) -> None:
+    """An answer showing a run not yet finished is kept by the response cache for a moment only."""
+    if not service.runs_settled(runs):
+        request.state.cache_seconds = ACTIVE_FRESH_SECONDS
 
 
 def summary(pipeline: Pipeline, version: PipelineVersion | None, last_run: Run | None) -> dict[str, Any]:
@@ -246,6 +254,7 @@ def run_started(
 
 @router.get("/pipelines", response_model=PipelineList)
 def list_pipelines(
+    request: Request,
     _: CanView,
     session: SessionDep,
     limit: Limit = 20,
@@ -263,6 +272,7 @@ def list_pipelines(
     )
     service.release_connection(session)
     last = _last_runs([p.id for p, _ in rows]) if rows else {}
+    _short_life_while_running(request, last.values())
     items = [summary_model(p, v, last.get(p.id)) for p, v in rows]
     return PipelineList(items=items, total=total, limit=limit, offset=offset)
 
@@ -354,6 +364,7 @@ def run_pipeline(
 
 @router.get("/pipelines/{pipeline_id}/runs", response_model=RunHistory, responses=NOT_FOUND)
 def list_runs(
+    request: Request,
     pipeline_id: PipelineId,
     _: CanView,
     session: SessionDep,
@@ -365,6 +376,7 @@ def list_runs(
     service.get_pipeline(session, pipeline_id)
     service.release_connection(session)
     runs, total = service.list_runs(pipeline_id, limit=limit, offset=offset, status=status)
+    _short_life_while_running(request, runs)
     items = [run_model(r, pipeline_id) for r in runs]
     return RunHistory(items=items, total=total, limit=limit, offset=offset)
 

@@ -10,6 +10,9 @@ answers for a moment:
   Dagster again (stale-while-revalidate), so a burst of readers never waits on GraphQL;
 - older, or never asked: the first reader asks Dagster and every concurrent reader of the same key
   waits for that one answer (single flight), never N identical GraphQL queries;
+- an answer that holds a run not yet finished (`settled` says so) is fresh for only
+  `ACTIVE_FRESH_SECONDS` (0.25 s): a client polling for the end of its run sees it that soon, while
+  answers about finished runs, which only a new run changes, keep the full time;
 - anything the API itself does to a pipeline's runs (launch, terminate, deploy, delete) drops that
   pipeline's entries, so its own clients read their writes. Runs started elsewhere (a schedule, the
   Dagster UI) show up within one refresh: at most ~1 s plus a GraphQL round trip late.
@@ -32,6 +35,7 @@ logger = logging.getLogger("api.pipelines.run_cache")
 
 MAX_ENTRIES = 20_000  # beyond this, answers too old to serve are dropped
 STALE_FACTOR = 30  # a value is served (while refreshed) for up to 30× its fresh time
+ACTIVE_FRESH_SECONDS = 0.25  # fresh time of an answer that holds a run still going
 
 
 @dataclass
@@ -40,6 +44,7 @@ class _Entry:
     loaded_at: float = 0.0
     loading: Future[Any] | None = None  # the one load in flight for this key
     tags: frozenset[str] = field(default_factory=frozenset)
+    fresh_for: float = 0.0  # how long `value` is fresh (shorter while it holds an unfinished run)
 
 
 class RunCache:
@@ -57,8 +62,18 @@ class RunCache:
     def enabled(self) -> bool:
         return self.fresh_seconds > 0
 
-    def get(self, key: Hashable, loader: Callable[[], Any], tags: Iterable[str] = ()) -> Any:
-        """The cached answer for `key`, loading it with `loader` when needed (see the module doc)."""
+    def get(
+        self,
+        key: Hashable,
+        loader: Callable[[], Any],
+        tags: Iterable[str] = (),
+        settled: Callable[[Any], bool] | None = None,
+    ) -> Any:
+        """The cached answer for `key`, loading it with `loader` when needed (see the module doc).
+
+        `settled(value)`: False while the answer holds something still changing (a run not finished),
+        which makes it fresh for ACTIVE_FRESH_SECONDS only.
+        """
         if not self.enabled:
             return loader()
         run_here: Future[Any] | None = None
@@ -67,11 +82,11 @@ class RunCache:
             now = self._clock()
             if entry is not None and entry.loaded_at:
                 age = now - entry.loaded_at
-                if age < self.fresh_seconds:
+                if age < entry.fresh_for:
                     return entry.value
                 if age < self.stale_seconds:
                     if entry.loading is None:
-                        entry.loading = self._start(key, entry, loader, background=True)
+                        entry.loading = self._start(key, entry, loader, background=True, settled=settled)
                     return entry.value
             if entry is None:
                 entry = self._entries[key] = _Entry(tags=frozenset(tags))
@@ -85,19 +100,31 @@ class RunCache:
             if len(self._entries) > MAX_ENTRIES:
                 self._purge(now)
         if run_here is not None:
-            self._load(key, entry, loader, run_here, background=False)
+            self._load(key, entry, loader, run_here, False, settled)
         return loading.result()
 
     def _start(
-        self, key: Hashable, entry: _Entry, loader: Callable[[], Any], *, background: bool
+        self,
+        key: Hashable,
+        entry: _Entry,
+        loader: Callable[[], Any],
+        *,
+        background: bool,
+        settled: Callable[[Any], bool] | None = None,
     ) -> Future[Any]:
         future: Future[Any] = Future()
         if background:
-            self._refresher.submit(self._load, key, entry, loader, future, True)
+            self._refresher.submit(self._load, key, entry, loader, future, True, settled)
         return future
 
     def _load(
-        self, key: Hashable, entry: _Entry, loader: Callable[[], Any], future: Future[Any], background: bool
+        self,
+        key: Hashable,
+        entry: _Entry,
+        loader: Callable[[], Any],
+        future: Future[Any],
+        background: bool,
+        settled: Callable[[Any], bool] | None = None,
     ) -> None:
         try:
             value = loader()
@@ -109,11 +136,14 @@ class RunCache:
                 logger.warning("run cache refresh of %r failed: %s", key, error)
             future.set_exception(error)
             return
+        fresh_for = self.fresh_seconds
+        if settled is not None and not settled(value):
+            fresh_for = min(fresh_for, ACTIVE_FRESH_SECONDS)
         with self._lock:
             self.loads += 1
             # an entry invalidated meanwhile is no longer in the map: its late answer is dropped
             if self._entries.get(key) is entry:
-                entry.value, entry.loaded_at = value, self._clock()
+                entry.value, entry.loaded_at, entry.fresh_for = value, self._clock(), fresh_for
             if entry.loading is future:
                 entry.loading = None
         future.set_result(value)

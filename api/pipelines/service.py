@@ -769,13 +769,20 @@ def list_runs(pipeline_id: str, *, limit: int, offset: int, status: str | None) 
         return page.items, int(page.total or 0)
 
     key = ("runs", pipeline_id, limit, offset, tuple(s.value for s in statuses or ()))
-    items, total = run_cache().get(key, load, tags=(pipeline_id,))
+    items, total = run_cache().get(
+        key, load, tags=(pipeline_id,), settled=lambda value: runs_settled(value[0])
+    )
     return list(items), total
 
 
 def latest_runs(pipeline_ids: Sequence[str]) -> dict[str, Run | None]:
     ids = tuple(dict.fromkeys(pipeline_ids))
-    found = run_cache().get(("latest", ids), lambda: dagster().latest_runs(TAG_PIPELINE, ids), tags=ids)
+    found = run_cache().get(
+        ("latest", ids),
+        lambda: dagster().latest_runs(TAG_PIPELINE, ids),
+        tags=ids,
+        settled=lambda value: runs_settled(dict(value).values()),
+    )
     return dict(found)
 
 
@@ -784,8 +791,13 @@ def recent_runs(pipeline_id: str | None, limit: int) -> list[Run]:
     tags = {TAG_PIPELINE: pipeline_id} if pipeline_id else None
     key = ("recent", pipeline_id, limit)
     found = run_cache().get(key, lambda: dagster().list_runs(tags=tags, limit=limit).items,
-                            tags=(pipeline_id or "*",))  # fmt: skip
+                            tags=(pipeline_id or "*",), settled=runs_settled)  # fmt: skip
     return list(found)
+
+
+def runs_settled(runs: Iterable[Run | None]) -> bool:
+    """Whether every run of an answer has finished (nothing in it changes until a new run starts)."""
+    return all(run is None or run.status.finished for run in runs)
 
 
 def run_figures(run: Run) -> tuple[int | None, dict[str, float | None]]:

@@ -39,6 +39,8 @@ def make_app(cache: ResponseCache) -> tuple[FastAPI, dict[str, int]]:
         request.scope["state"]["user_id"] = claims["sub"]
         if request.query_params.get("fail"):
             return JSONResponse({"error": "boom"}, status_code=503)
+        if request.query_params.get("running"):
+            request.state.cache_seconds = 0.25  # as the run lists do while a run is unfinished
         return JSONResponse({"user": claims["sub"], "answer": next(counter), "q": str(request.query_params)})
 
     @app.post("/api/v1/pipelines")
@@ -195,3 +197,22 @@ def test_an_expired_answer_goes_to_the_burst_while_one_request_computes_the_next
     clock.now += 2.5  # older than twice the TTL: nobody gets it, the burst waits for the new one
     answers = [r.json()["answer"] for r in asyncio.run(burst())]
     assert calls["slow"] == 3 and len(set(answers)) == 1 and answers[0] != old
+
+
+def test_an_answer_may_ask_for_a_shorter_life() -> None:
+    """The run lists keep an answer that shows an unfinished run for a quarter of a second only."""
+    clock = Clock()
+    cache = ResponseCache(1.0, clock=clock)
+    app, calls = make_app(cache)
+    alice = token("alice")
+    with TestClient(app) as client:
+        running = client.get("/api/v1/pipelines?running=1", headers=alice).json()
+        settled = client.get("/api/v1/pipelines", headers=alice).json()
+        assert calls["list"] == 2
+        clock.now += 0.2
+        assert client.get("/api/v1/pipelines?running=1", headers=alice).json() == running
+        assert calls["list"] == 2
+        clock.now += 0.1  # 0.3 s: past the short life, well within the cache's own second
+        assert client.get("/api/v1/pipelines?running=1", headers=alice).json() != running
+        assert client.get("/api/v1/pipelines", headers=alice).json() == settled
+        assert calls["list"] == 3

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from api.pipelines.run_cache import STALE_FACTOR, RunCache
+from api.pipelines.run_cache import ACTIVE_FRESH_SECONDS, STALE_FACTOR, RunCache
 
 
 class Clock:
@@ -51,6 +51,21 @@ def test_fresh_answer_is_served_without_asking_again() -> None:
     clock.now += 0.5
     assert cache.get("k", load) == 1
     assert load.calls == 1
+
+
+def test_an_answer_with_a_run_still_going_is_fresh_for_a_moment_only() -> None:
+    clock, load = Clock(), Loader()
+    cache = RunCache(1.0, clock=clock)
+    # `settled` says whether the answer can still change (here: odd answers hold an unfinished run)
+    assert cache.get("running", load, settled=lambda value: value % 2 == 0) == 1
+    assert cache.get("done", load, settled=lambda value: True) == 2
+    clock.now += ACTIVE_FRESH_SECONDS + 0.05
+    assert cache.get("done", load, settled=lambda value: True) == 2  # still fresh: no refresh
+    assert cache.get("running", load, settled=lambda value: value % 2 == 0) == 1  # stale: one refresh
+    wait_for(lambda: load.calls == 3)
+    time.sleep(0.05)
+    assert cache.get("running", load, settled=lambda value: value % 2 == 0) == 3
+    assert load.calls == 3
 
 
 def test_stale_answer_is_served_at_once_while_one_refresh_runs() -> None:

@@ -236,10 +236,11 @@ class RequestContextMiddleware:
 
         identity, role = caller_identity(headers, scope.get("client"), self.verified_keys)
         cache = self.cache
-        writes = method not in SAFE_METHODS
+        # a request that may write drops the cached answers when it reaches the app and when it ends;
+        # one refused before (rate limit, body too large) changed nothing, so it drops nothing: spam
+        # beyond the limit cannot keep emptying the cache
+        writes = False
         try:
-            if writes:
-                cache.written()
             try:
                 decision = await self._rate_decision(scope, identity, role, tags)
             except Exception:  # a broken limiter backend must not take the API down
@@ -258,6 +259,9 @@ class RequestContextMiddleware:
             body_receive = await self._limited_body(scope, headers, receive, send_with_headers)
             if body_receive is None:
                 return
+            if method not in SAFE_METHODS:
+                writes = True
+                cache.written()
             if cache.applies(method, route, identity):
                 await self._cached(scope, body_receive, send_with_headers, identity, route)
             else:

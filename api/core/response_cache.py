@@ -11,8 +11,9 @@ What keeps it correct:
   token or key of the same user (a key may be scoped narrower than its owner's session); anonymous
   requests are never cached;
 - only 200 answers of the routes listed in `CACHED_ROUTES` are kept, each at most `MAX_BODY` bytes;
-- every request that may write (any method but GET/HEAD/OPTIONS) drops every entry when it starts
-  and again when it ends, and an answer computed while a write was under way is not kept: a client
+- every request that may write (any method but GET/HEAD/OPTIONS) drops every entry when it reaches
+  the app and again when it ends (one refused before, by the rate limit or the body limit, drops
+  nothing), and an answer computed while a write was under way is not kept: a client
   reads its own writes, and an admin's change to a user, a role, a key or a session applies to the
   next request (this process is the only API process);
 - what changes outside the API (runs started by a schedule, a deploy finishing in the code location)

@@ -24,7 +24,7 @@ class Clock:
         return self.now
 
 
-def make_app(cache: ResponseCache) -> tuple[FastAPI, dict[str, int]]:
+def make_app(cache: ResponseCache, **limits: int) -> tuple[FastAPI, dict[str, int]]:
     calls = {"list": 0, "other": 0}
     counter = itertools.count(1)
     app = FastAPI()
@@ -58,7 +58,7 @@ def make_app(cache: ResponseCache) -> tuple[FastAPI, dict[str, int]]:
         calls["other"] += 1
         return {"answer": next(counter)}
 
-    settings = get_settings()
+    settings = get_settings().model_copy(update=limits)
     app.add_middleware(
         RequestContextMiddleware,
         settings=settings,
@@ -139,6 +139,20 @@ def test_a_write_drops_every_answer() -> None:
         assert client.post("/api/v1/pipelines", headers=token("bob")).status_code == 200
         after = client.get("/api/v1/pipelines", headers=alice).json()
         assert after["answer"] != before["answer"] and calls["list"] == 2
+
+
+def test_writes_refused_by_the_rate_limit_drop_nothing() -> None:
+    """Anonymous spam beyond its limit must not keep emptying everybody's cache."""
+    cache = ResponseCache(30.0, clock=Clock())
+    app, calls = make_app(cache, rate_limit_anonymous=1)
+    alice = token("alice")
+    with TestClient(app) as client:
+        assert client.post("/api/v1/pipelines").status_code == 200  # within the limit: drops
+        before = client.get("/api/v1/pipelines", headers=alice).json()
+        refused = [client.post("/api/v1/pipelines").status_code for _ in range(5)]
+        assert refused == [429] * 5
+        assert client.get("/api/v1/pipelines", headers=alice).json() == before
+        assert calls["list"] == 1 and cache.hits == 1
 
 
 def test_an_answer_computed_during_a_write_is_not_kept() -> None:

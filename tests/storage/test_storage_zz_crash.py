@@ -97,7 +97,22 @@ def test_each_file_exactly_once_after_killing_workers_and_daemon(
     deadline = time.monotonic() + 240
     while len(succeeded()) < FILES and time.monotonic() < deadline:
         time.sleep(1)
-    assert len(succeeded()) == FILES
+    assert len(succeeded()) == FILES, _runs_of_files_without_success(dagster, tags, succeeded())
     assert warehouse.query(
         f"SELECT _source_file, count() FROM {database}.crash GROUP BY _source_file ORDER BY _source_file"
     ).result_rows == [(name, count) for name, count in expected]
+
+
+def _runs_of_files_without_success(dagster: DagsterClient, tags: dict[str, str], done: set[str]) -> str:
+    """Every run of the files that have no successful run: status, tags and last events."""
+    runs = dagster.list_runs(job_name="storage_import", tags=tags, limit=100).items
+    lines = [f"files without a successful run: {sorted({r.tags.get('aetl/file', '?') for r in runs} - done)}"]
+    for run in runs:
+        if run.tags.get("aetl/file") in done:
+            continue
+        lines.append(f"run {run.run_id} {run.status.value} tags={run.tags}")
+        for event in dagster.get_run_logs(run.run_id).events[-12:]:
+            step = event.step_key or ""
+            error = f" error: {event.error[:300]}" if event.error else ""
+            lines.append(f"  {event.timestamp} {event.event_type} {step} {event.message[:300]}{error}")
+    return "\n".join(lines)

@@ -45,6 +45,7 @@ class _Entry:
     loading: Future[Any] | None = None  # the one load in flight for this key
     tags: frozenset[str] = field(default_factory=frozenset)
     fresh_for: float = 0.0  # how long `value` is fresh (shorter while it holds an unfinished run)
+    settled: Callable[[Any], bool] | None = None  # see RunCache.get
 
 
 class RunCache:
@@ -86,10 +87,10 @@ class RunCache:
                     return entry.value
                 if age < self.stale_seconds:
                     if entry.loading is None:
-                        entry.loading = self._start(key, entry, loader, background=True, settled=settled)
+                        entry.loading = self._start(key, entry, loader, background=True)
                     return entry.value
             if entry is None:
-                entry = self._entries[key] = _Entry(tags=frozenset(tags))
+                entry = self._entries[key] = _Entry(tags=frozenset(tags), settled=settled)
                 for tag in entry.tags:
                     self._by_tag.setdefault(tag, set()).add(key)
             if entry.loading is not None:
@@ -100,31 +101,19 @@ class RunCache:
             if len(self._entries) > MAX_ENTRIES:
                 self._purge(now)
         if run_here is not None:
-            self._load(key, entry, loader, run_here, False, settled)
+            self._load(key, entry, loader, run_here, background=False)
         return loading.result()
 
     def _start(
-        self,
-        key: Hashable,
-        entry: _Entry,
-        loader: Callable[[], Any],
-        *,
-        background: bool,
-        settled: Callable[[Any], bool] | None = None,
+        self, key: Hashable, entry: _Entry, loader: Callable[[], Any], *, background: bool
     ) -> Future[Any]:
         future: Future[Any] = Future()
         if background:
-            self._refresher.submit(self._load, key, entry, loader, future, True, settled)
+            self._refresher.submit(self._load, key, entry, loader, future, True)
         return future
 
     def _load(
-        self,
-        key: Hashable,
-        entry: _Entry,
-        loader: Callable[[], Any],
-        future: Future[Any],
-        background: bool,
-        settled: Callable[[Any], bool] | None = None,
+        self, key: Hashable, entry: _Entry, loader: Callable[[], Any], future: Future[Any], background: bool
     ) -> None:
         try:
             value = loader()
@@ -137,7 +126,7 @@ class RunCache:
             future.set_exception(error)
             return
         fresh_for = self.fresh_seconds
-        if settled is not None and not settled(value):
+        if entry.settled is not None and not entry.settled(value):
             fresh_for = min(fresh_for, ACTIVE_FRESH_SECONDS)
         with self._lock:
             self.loads += 1

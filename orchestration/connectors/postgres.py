@@ -235,9 +235,8 @@ def copy_ranges(
     ).fetchone()
     if row is None or row[0] != "r" or int(row[1]) < SPLIT_MIN_PAGES:
         return None
-    pages = int(row[1])
-    bounds = [pages * i // streams for i in range(streams)] + [None]
-    return [(int(bounds[i] or 0), bounds[i + 1]) for i in range(streams)]
+    starts = [int(row[1]) * i // streams for i in range(streams)]
+    return list(zip(starts, [*starts[1:], None], strict=True))
 
 
 def export_snapshot(conn: psycopg.Connection[Any]) -> str | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 def quote_identifier(name: str) -> str:
     """Back-quoted ClickHouse identifier; `db.table` stays one identifier (use qualified_name for two)."""
@@ -21,3 +24,12 @@ def table_swap_statements(table: str, staging: str, database: str | None = None)
     """Publish a loaded staging table: readers see the old rows or the new ones, never an empty table."""
     target, stage = qualified_name(table, database), qualified_name(staging, database)
     return [f"EXCHANGE TABLES {stage} AND {target}", f"DROP TABLE IF EXISTS {stage} SYNC"]
+
+
+def settings_sql(settings: Mapping[str, Any]) -> str:
+    """`name = value, …` of a SETTINGS clause (strings quoted, numbers and booleans as integers)."""
+    parts = []
+    for key, value in settings.items():
+        literal = string_literal(value) if isinstance(value, str) else str(int(value))
+        parts.append(f"{key} = {literal}")
+    return ", ".join(parts)

@@ -25,7 +25,13 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from orchestration.connectors.config import ConnectorConfig
 from orchestration.connectors.store import load_connector
 from orchestration.connectors.types import arrow_to_clickhouse, nullable
-from orchestration.lib.sql import qualified_name, quote_identifier, string_literal, table_swap_statements
+from orchestration.lib.sql import (
+    qualified_name,
+    quote_identifier,
+    settings_sql,
+    string_literal,
+    table_swap_statements,
+)
 from orchestration.movement.extract import (
     STAGING_DATABASE,
     ExtractError,
@@ -413,14 +419,6 @@ def _summary_int(summary: Any, key: str) -> int:
         return 0
 
 
-def _settings_sql(settings: dict[str, Any]) -> str:
-    parts = []
-    for key, value in settings.items():
-        literal = string_literal(value) if isinstance(value, str) else str(int(value))
-        parts.append(f"{key} = {literal}")
-    return ", ".join(parts)
-
-
 def _load_select(
     select: str,
     target: Target,
@@ -432,7 +430,7 @@ def _load_select(
 ) -> None:
     """`feeds` (only in replace mode, see stage_source) are fed while the insert into the new table runs."""
     name = qualified_name(target.table, target.database)
-    extra = _settings_sql(settings or {})
+    extra = settings_sql(settings or {})
     started = time.perf_counter()
     if target.database:
         client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(target.database)}")

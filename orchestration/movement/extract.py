@@ -45,7 +45,7 @@ from orchestration.connectors.config import (
     PostgresConfig,
 )
 from orchestration.connectors.types import arrow_to_clickhouse, nullable
-from orchestration.lib.sql import qualified_name, quote_identifier, string_literal
+from orchestration.lib.sql import qualified_name, quote_identifier, settings_sql, string_literal
 from orchestration.specs.pipeline import Source
 from orchestration.warehouse.credentials import PIPE_FOLDER, data_root
 
@@ -393,10 +393,7 @@ def pipe_into_staging(client: Any, table: str, structure: str, fmt: str, produce
         with contextlib.ExitStack() as feeding:
             for fifo, produce in zip(fifos, producers, strict=True):
                 feeding.enter_context(feeding_pipe(fifo, produce))
-            return client.command(
-                f"INSERT INTO {table} {select} SETTINGS "
-                + ", ".join(f"{name} = {value}" for name, value in settings.items())
-            )
+            return client.command(f"INSERT INTO {table} {select} SETTINGS {settings_sql(settings)}")
     finally:
         for fifo in fifos:
             fifo.unlink(missing_ok=True)

@@ -491,12 +491,42 @@ class DagsterClient:
             has_more=bool(result.get("hasMore")),
         )
 
-    def terminate_run(self, run_id: str, force: bool = False, starting_grace: float = 15.0) -> RunStatus:
+    def terminate_run(
+        self, run_id: str, force: bool = False, starting_grace: float = 15.0, watch_queued: float = 5.0
+    ) -> RunStatus:
         """Ask the run to stop; queued runs are canceled at once, started ones get SIGTERM.
 
         Dagster refuses to terminate a run that is STARTING (its worker is booting, a few seconds), so
         that state is retried for up to `starting_grace` seconds. `force` marks the run canceled at once.
+
+        A run canceled in the queue can still be launched: the daemon reads it QUEUED, the cancel marks
+        it CANCELED, the daemon then writes STARTING over it and starts the worker (Dagster's own note,
+        dagster-io/dagster#3323). So for `watch_queued` seconds after such a cancel a background thread
+        looks at the run again and terminates it once more if it was launched after all.
         """
+        status = self._terminate(run_id, force, starting_grace)
+        if status == RunStatus.CANCELED and not force and watch_queued > 0:
+            threading.Thread(
+                target=self._cancel_again_if_launched, args=(run_id, watch_queued, starting_grace),
+                name=f"aetl-cancel-watch-{run_id[:8]}", daemon=True,
+            ).start()  # fmt: skip
+        return status
+
+    def _cancel_again_if_launched(self, run_id: str, watch: float, starting_grace: float) -> None:
+        deadline = time.monotonic() + watch
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            try:
+                status = self.get_run(run_id).status
+                if status in (RunStatus.STARTING, RunStatus.STARTED):
+                    logger.warning("run %s was launched after its cancel in the queue: stopping it", run_id)
+                    self._terminate(run_id, False, starting_grace)
+                    return
+            except Exception as exc:  # noqa: BLE001 - best effort: the run's status tells the rest
+                logger.warning("watching the canceled run %s failed: %s", run_id, exc)
+                return
+
+    def _terminate(self, run_id: str, force: bool, starting_grace: float) -> RunStatus:
         policy = "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"
         deadline = time.monotonic() + starting_grace
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -253,4 +254,50 @@ def test_a_stop_overwritten_by_a_sensor_tick_is_repeated(monkeypatch: pytest.Mon
     monkeypatch.setattr(client, "get_sensor", sensor)
     assert client.stop_sensor("watch_x", settle_seconds=0.5).status == InstigationStatus.STOPPED
     assert stops == ["sensor-origin-id", "sensor-origin-id"]
+    client.close()
+
+
+def test_a_run_launched_after_its_cancel_in_the_queue_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dagster's queue daemon reads a run QUEUED, the cancel marks it CANCELED, the daemon then writes
+    # STARTING over it and launches it (dagster-io/dagster#3323). The client terminates it once more.
+    from types import SimpleNamespace
+
+    client = DagsterClient("http://127.0.0.1:9")
+    statuses = iter(["CANCELED", "STARTING", "STARTED"])
+    answers = iter([
+        {"__typename": "TerminateRunSuccess", "run": {"status": "CANCELED"}},  # the cancel in the queue
+        {"__typename": "TerminateRunFailure", "message": "starting", "run": {"status": "STARTING"}},
+        {"__typename": "TerminateRunSuccess", "run": {"status": "CANCELING"}},  # SIGTERM to the worker
+    ])  # fmt: skip
+    terminated = threading.Event()
+    policies: list[str] = []
+
+    def execute(query: str, variables: dict[str, str]) -> dict[str, object]:
+        policies.append(variables["terminatePolicy"])
+        answer = next(answers)
+        if answer["run"]["status"] == "CANCELING":
+            terminated.set()
+        return {"terminateRun": answer}
+
+    monkeypatch.setattr(client, "execute", execute)
+    monkeypatch.setattr(client, "get_run", lambda run_id: SimpleNamespace(status=RunStatus(next(statuses))))
+    monkeypatch.setattr("api.dagster_client.client.time.sleep", lambda s: None)
+    assert client.terminate_run("run-1") == RunStatus.CANCELED
+    assert terminated.wait(5), policies
+    assert policies == ["SAFE_TERMINATE"] * 3
+    client.close()
+
+
+def test_a_cancel_in_the_queue_that_holds_is_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    client = DagsterClient("http://127.0.0.1:9")
+    calls: list[str] = []
+    monkeypatch.setattr(client, "execute", lambda q, v: calls.append("terminate") or {
+        "terminateRun": {"__typename": "TerminateRunSuccess", "run": {"status": "CANCELED"}}})  # fmt: skip
+    monkeypatch.setattr(client, "get_run", lambda run_id: calls.append("get") or SimpleNamespace(
+        status=RunStatus.CANCELED))  # fmt: skip
+    assert client.terminate_run("run-1", watch_queued=0.6) == RunStatus.CANCELED
+    time.sleep(1.0)
+    assert calls[0] == "terminate" and set(calls[1:]) == {"get"} and len(calls) >= 2
     client.close()

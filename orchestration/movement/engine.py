@@ -137,15 +137,18 @@ def move_target(
     staged: list[StagedSource] = []
     result = MoveResult(table=qualified_name(target.table, target.database))
     try:
+        columns = _target_columns(client, target)
         bodies: dict[str, str] = {}
         for step_id in steps:
             source = next((s for s in document.sources if s.id == step_id), None)
             if source is not None:
-                # replaced from this source alone: a streamed source may feed the load itself
-                direct = target.mode is LoadMode.REPLACE and steps == [step_id]
+                # a fresh table is written (a replace, or a first load) from this source alone: a
+                # streamed source may feed the load itself
+                direct = (target.mode is LoadMode.REPLACE or not columns) and steps == [step_id]
                 piece = _extract(
-                    client, document, target, source, lookup, load_key, context, warehouse.url, direct
-                )
+                    client, document, target, source, lookup, load_key, context, warehouse.url, columns,
+                    direct,
+                )  # fmt: skip
                 staged.append(piece)
                 bodies[step_id] = piece.body
                 result.extraction_time_ms += piece.seconds * 1000
@@ -165,7 +168,7 @@ def move_target(
         for piece in staged:
             settings.update(piece.insert_settings)
         feeds = [feed for piece in staged for feed in piece.feeds]
-        _load_select(select, target, context, client, result, settings, feeds)
+        _load_select(select, target, context, client, result, settings, feeds, exists=bool(columns))
         result.rows_read = _rows_read(staged, result)
         result.bytes_read = sum(p.bytes_read for p in staged) or result.bytes_read
         for piece in staged:
@@ -219,6 +222,7 @@ def _extract(
     load_key: str,
     context: MoveContext,
     warehouse_url: str,
+    target_columns: list[tuple[str, str]],
     direct: bool = False,
 ) -> StagedSource:
     config: ConnectorConfig | None = None
@@ -234,9 +238,7 @@ def _extract(
     def cursor() -> Any:
         # incremental: only rows past the largest cursor value the target already has
         column = target.cursor_column or source.cursor_column
-        if target.mode is not LoadMode.INCREMENTAL or column is None:
-            return None
-        if not _table_exists(client, target.table, target.database):
+        if target.mode is not LoadMode.INCREMENTAL or column is None or not target_columns:
             return None
         row = client.query(f"SELECT count(), max({quote_identifier(column)}) FROM {name}").result_rows[0]
         return row[1] if row[0] else None
@@ -245,14 +247,7 @@ def _extract(
         # a file loaded straight into an existing table is read with that table's types
         if document.input_of(target) != source.id or target.mode is LoadMode.REPLACE:
             return None
-        if not _table_exists(client, target.table, target.database):
-            return None
-        rows = client.query(
-            "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
-            "ORDER BY position",
-            parameters={"db": target.database or client.database or "default", "t": target.table},
-        ).result_rows
-        return ", ".join(f"{quote_identifier(n)} {t}" for n, t in rows) or None
+        return ", ".join(f"{quote_identifier(n)} {t}" for n, t in target_columns) or None
 
     def rejects_path() -> str:
         folder = _rejects_folder()
@@ -388,12 +383,14 @@ def _quarantine(
     context.log.warning(f"{target.id}: {len(rows)} rows did not fit and are kept in {name} with the reason")
 
 
-def _table_exists(client: Any, table: str, database: str | None) -> bool:
-    row = client.query(
-        "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-        parameters={"db": database or client.database or "default", "t": table},
-    ).result_rows[0]
-    return bool(row[0])
+def _target_columns(client: Any, target: Target) -> list[tuple[str, str]]:
+    """The target's columns (name, type) in order; none when the table does not exist yet."""
+    rows = client.query(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+        "ORDER BY position",
+        parameters={"db": target.database or client.database or "default", "t": target.table},
+    ).result_rows
+    return [(str(name), str(ch_type)) for name, ch_type in rows]
 
 
 def _create_statement(name: str, target: Target, select: str) -> str:
@@ -427,60 +424,121 @@ def _load_select(
     result: MoveResult,
     settings: dict[str, Any] | None = None,
     feeds: list[PipeFeed] | None = None,
+    *,
+    exists: bool,
 ) -> None:
-    """`feeds` (only in replace mode, see stage_source) are fed while the insert into the new table runs."""
+    """Load `select` into the target in its mode; `exists`: the target was there when the move began.
+
+    Replace, and any first load, write a fresh table under another name and publish it in one step
+    (EXCHANGE, or RENAME for a first load), so readers never see a half-written table and the rows
+    are written once; `feeds` (streamed sources, see stage_source) are fed while that insert runs.
+    A load into an existing table is one INSERT … SELECT from staged or in-place sources.
+    """
     name = qualified_name(target.table, target.database)
     extra = settings_sql(settings or {})
     started = time.perf_counter()
     if target.database:
         client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(target.database)}")
-    exists = _table_exists(client, target.table, target.database)
     if not exists and not target.create_table:
         raise MoveError(f"target table {target.table} does not exist and create_table is false")
+    token = f"{context.load_id}:{target.id}"
     if target.mode is LoadMode.REPLACE:
         staging_table = f"{target.table}__staging_{uuid.uuid4().hex[:8]}"
         staging = qualified_name(staging_table, target.database)
         client.command(_create_statement(name, target, select))
         client.command(_create_statement(staging, target, select))
         try:
-            with contextlib.ExitStack() as feeding:
-                for feed in feeds or []:
-                    feeding.enter_context(feed.feeding())
-                summary = client.command(
-                    f"INSERT INTO {staging} {select}" + (f" SETTINGS {extra}" if extra else "")
-                )
+            summary = _insert_fed(client, staging, select, extra, feeds)
             for statement in table_swap_statements(target.table, staging_table, target.database):
                 client.command(statement)
         except BaseException:
             client.command(f"DROP TABLE IF EXISTS {staging} SYNC")
             raise
+        result.rows_written = _summary_int(summary, "written_rows")
+    elif not exists:
+        summary = _load_first(client, select, target, token, extra, feeds, result)
     else:
         # an insert into a live table is not atomic across blocks: a stream must be staged first
-        assert not feeds, "streamed sources feed only a replace"
+        assert not feeds, "streamed sources feed only a fresh table"
         client.command(_create_statement(name, target, select))
-        source_select = select
-        if target.mode is LoadMode.INCREMENTAL:
-            assert target.cursor_column is not None
-            cursor = quote_identifier(target.cursor_column)
-            # the state is the target itself: rows past the largest cursor value already loaded
-            source_select = (
-                f"SELECT * FROM ({select}) WHERE (SELECT count() FROM {name}) = 0 "
-                f"OR {cursor} > (SELECT max({cursor}) FROM {name})"
-            )
-        token = f"{context.load_id}:{target.id}"
-        before = _row_count(client, name)
-        summary = client.command(
-            f"INSERT INTO {name} SETTINGS insert_deduplicate = 1, "
-            f"insert_deduplication_token = {string_literal(token)}{', ' + extra if extra else ''} "
-            f"{source_select}"
-        )
-        if target.mode is LoadMode.MERGE:
-            # one row per key, the last loaded winning, before anyone reads the published load
-            client.command(f"OPTIMIZE TABLE {name} FINAL")
+        summary = _insert_existing(client, select, target, token, extra, result)
     result.rows_read = _summary_int(summary, "read_rows")
     result.bytes_read = _summary_int(summary, "read_bytes")
-    result.rows_written = _summary_int(summary, "written_rows")
-    if target.mode in (LoadMode.APPEND, LoadMode.INCREMENTAL):
-        # a block the warehouse dropped as a repeat of this load id was not written
-        result.rows_written = max(0, _row_count(client, name) - before)
     result.loading_time_ms = (time.perf_counter() - started) * 1000
+
+
+def _insert_fed(client: Any, table: str, select: str, settings: str, feeds: list[PipeFeed] | None) -> Any:
+    with contextlib.ExitStack() as feeding:
+        for feed in feeds or []:
+            feeding.enter_context(feed.feeding())
+        return client.command(f"INSERT INTO {table} {select}" + (f" SETTINGS {settings}" if settings else ""))
+
+
+def _dedup_settings(token: str, extra: str) -> str:
+    """Blocks of a load id already written to the table are not written again (DEDUP_WINDOW)."""
+    return f"insert_deduplicate = 1, insert_deduplication_token = {string_literal(token)}" + (
+        f", {extra}" if extra else ""
+    )
+
+
+def _insert_existing(
+    client: Any, select: str, target: Target, token: str, extra: str, result: MoveResult
+) -> Any:
+    """One INSERT … SELECT into the existing target, with the load's deduplication token."""
+    name = qualified_name(target.table, target.database)
+    if target.mode is LoadMode.INCREMENTAL:
+        assert target.cursor_column is not None
+        cursor = quote_identifier(target.cursor_column)
+        # the state is the target itself: rows past the largest cursor value already loaded
+        select = (
+            f"SELECT * FROM ({select}) WHERE (SELECT count() FROM {name}) = 0 "
+            f"OR {cursor} > (SELECT max({cursor}) FROM {name})"
+        )
+    before = _row_count(client, name)
+    summary = client.command(f"INSERT INTO {name} SETTINGS {_dedup_settings(token, extra)} {select}")
+    if target.mode is LoadMode.MERGE:
+        # one row per key, the last loaded winning, before anyone reads the published load
+        client.command(f"OPTIMIZE TABLE {name} FINAL")
+    # a block the warehouse dropped as a repeat of this load id was not written
+    result.rows_written = max(0, _row_count(client, name) - before)
+    return summary
+
+
+def _load_first(
+    client: Any,
+    select: str,
+    target: Target,
+    token: str,
+    extra: str,
+    feeds: list[PipeFeed] | None,
+    result: MoveResult,
+) -> Any:
+    """The first load of a table: written once into a fresh table, renamed into place when complete.
+
+    The fresh table's inserts carry the load's token and its deduplication log moves with it, so a
+    retry that finds the target in place writes nothing again. If another load created the target
+    meanwhile, the rows go in from the fresh table like any load into an existing table.
+    """
+    name = qualified_name(target.table, target.database)
+    fresh = qualified_name(f"{target.table}__new_{uuid.uuid4().hex[:8]}", target.database)
+    client.command(_create_statement(fresh, target, select))
+    published = False
+    try:
+        summary = _insert_fed(client, fresh, select, _dedup_settings(token, extra), feeds)
+        if target.mode is LoadMode.MERGE:
+            client.command(f"OPTIMIZE TABLE {fresh} FINAL")
+        result.rows_written = _summary_int(summary, "written_rows")
+        try:
+            client.command(f"RENAME TABLE {fresh} TO {name}")
+            published = True
+            return summary
+        except ClickHouseError:
+            if not _target_columns(client, target):
+                raise
+        client.command(_create_statement(name, target, f"SELECT * FROM {fresh}"))
+        _insert_existing(client, f"SELECT * FROM {fresh}", target, token, "", result)
+        return summary
+    finally:
+        if not published:
+            with contextlib.suppress(ClickHouseError):
+                client.command(f"DROP TABLE IF EXISTS {fresh} SYNC")

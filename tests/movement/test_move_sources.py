@@ -166,6 +166,49 @@ def test_postgres_replace_streams_straight_into_the_new_table_and_a_broken_strea
     assert wh.command(staging_tables) == staged_before and set(pipes.iterdir()) == pipes_before
 
 
+def test_a_first_load_is_written_once_and_appears_whole_or_not_at_all(
+    pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,
+    wh: Client, target_db: str, move_context: Callable[..., MoveContext], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """An append into a table that does not exist yet fills a fresh table straight from the stream and
+    renames it into place: a stream that breaks leaves no table, a retry of the load writes nothing."""
+    connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
+    target = {"table": "tx", "database": target_db, "mode": "append", "order_by": ["id"]}
+    leftovers = f"SELECT count() FROM system.tables WHERE database = '{target_db}' AND name LIKE 'tx\\_\\_%'"
+    failing = (
+        "SELECT g AS id, 100 / (g - 500000) AS ratio, repeat('x', 4) AS pad "
+        "FROM generate_series(1, 600000) AS g"
+    )
+    with pytest.raises(MoveError, match="division by zero"):
+        run(document({"connector_id": connector["id"], "query": failing}, target), move_context(), warehouse)
+    assert not wh.command(f"EXISTS TABLE {target_db}.tx") and wh.command(leftovers) == 0
+
+    doc = document({"connector_id": connector["id"], "table": "transactions"}, target)
+    context = move_context()
+    first = run(doc, context, warehouse)
+    assert first.path == "postgres_psql_pipe_direct" and first.rows_written == 2000
+    # the fresh table's deduplication log came with it: the same load id again writes nothing
+    again = run(doc, context, warehouse)
+    assert again.path == "postgres_psql_pipe" and again.rows_written == 0
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2000 and wh.command(leftovers) == 0
+
+    # another load created the target between this load's look and its rename: the rows go in from
+    # the fresh table, once
+    from orchestration.movement import engine
+
+    real_columns = engine._target_columns  # noqa: SLF001
+    looks: list[object] = []
+
+    def first_look_misses(client: Any, table: Any) -> list[tuple[str, str]]:
+        looks.append(table)
+        return [] if len(looks) == 1 else real_columns(client, table)
+
+    monkeypatch.setattr(engine, "_target_columns", first_look_misses)
+    raced = run(doc, move_context(), warehouse)
+    assert raced.path == "postgres_psql_pipe_direct" and raced.rows_written == 2000
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 4000 and wh.command(leftovers) == 0
+
+
 @pytest.mark.parametrize("mode", ["replace", "append"])
 def test_a_large_table_is_read_by_several_copies_in_one_snapshot_and_a_failing_one_publishes_nothing(
     pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,
@@ -191,12 +234,14 @@ def test_a_large_table_is_read_by_several_copies_in_one_snapshot_and_a_failing_o
 
     monkeypatch.setattr(postgres, "export_snapshot", export_then_commit)
     result = run(document(source, target), move_context(), warehouse)
-    assert result.path == "postgres_psql_3_pipes" + ("_direct" if mode == "replace" else ""), result.path
+    # a replace, and the first load of any mode, is written once: straight into a fresh table
+    assert result.path == "postgres_psql_3_pipes_direct", result.path
     assert result.rows_read == 2000 and result.rows_written == 2000
     got = wh.query(f"SELECT {columns} FROM {target_db}.tx ORDER BY id").result_rows
     assert [(r[0], r[1], Decimal(r[2]), r[3], r[4]) for r in got] == expected
 
     # one of the COPYs fails (its snapshot is not valid): the load fails, the target is as it was
+    # (an append into the existing table now stages the streams first)
     monkeypatch.setattr(postgres, "export_snapshot", export)
     command = postgres.psql_copy_command
     calls: list[str | None] = []

@@ -60,6 +60,8 @@ def child_env(settings: Settings) -> dict[str, str]:
             "AETL_DATA_DIR": str(settings.data_dir.resolve()),
             "API_PORT": str(settings.api_port),
             "DAGSTER_PORT": str(settings.dagster_port),
+            # always this stack's own: an inherited value (another stack's) would put its code servers there
+            "DAGSTER_CODE_SERVER_PORT": str(settings.dagster_code_server_port),
             "CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
             "CLICKHOUSE_USER": settings.clickhouse_user,
             "AETL_WAREHOUSE_FILE_ROOTS": settings.warehouse_file_roots,

@@ -137,14 +137,25 @@ def move_target(
     staged: list[StagedSource] = []
     result = MoveResult(table=qualified_name(target.table, target.database))
     try:
-        columns = _target_columns(client, target)
+        info = _target_info(client, target)
+        columns = info.columns
+        if (
+            columns
+            and target.mode is not LoadMode.REPLACE
+            and _already_loaded(client, target, load_key, info, result)
+        ):
+            context.log.info(
+                f"{target.id}: load {context.load_id} was already published to {result.table}: "
+                f"{result.rows_written} rows written now"
+            )
+            return result
         bodies: dict[str, str] = {}
         for step_id in steps:
             source = next((s for s in document.sources if s.id == step_id), None)
             if source is not None:
-                # a fresh table is written (a replace, or a first load) from this source alone: a
-                # streamed source may feed the load itself
-                direct = (target.mode is LoadMode.REPLACE or not columns) and steps == [step_id]
+                # every load fills a table of its own that is published whole: a streamed source that
+                # is the target's only input may feed that insert itself
+                direct = steps == [step_id]
                 piece = _extract(
                     client, document, target, source, lookup, load_key, context, warehouse.url, columns,
                     direct,
@@ -168,7 +179,7 @@ def move_target(
         for piece in staged:
             settings.update(piece.insert_settings)
         feeds = [feed for piece in staged for feed in piece.feeds]
-        _load_select(select, target, context, client, result, settings, feeds, exists=bool(columns))
+        _load_select(select, target, load_key, client, result, settings, feeds, info)
         result.rows_read = _rows_read(staged, result)
         result.bytes_read = sum(p.bytes_read for p in staged) or result.bytes_read
         for piece in staged:
@@ -383,29 +394,44 @@ def _quarantine(
     context.log.warning(f"{target.id}: {len(rows)} rows did not fit and are kept in {name} with the reason")
 
 
-def _target_columns(client: Any, target: Target) -> list[tuple[str, str]]:
-    """The target's columns (name, type) in order; none when the table does not exist yet."""
+@dataclass(frozen=True)
+class TargetInfo:
+    """The target as the load found it; no columns when the table does not exist yet."""
+
+    columns: list[tuple[str, str]]
+    engine: str = ""
+    comment: str = ""
+
+
+def _target_info(client: Any, target: Target) -> TargetInfo:
+    """Columns (name, type) in order, engine and comment of the target, in one query."""
+    table = "database = {db:String} AND name = {t:String}"
     rows = client.query(
-        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
-        "ORDER BY position",
+        f"SELECT name, type, (SELECT any(engine) FROM system.tables WHERE {table}), "
+        f"(SELECT any(comment) FROM system.tables WHERE {table}) "
+        "FROM system.columns WHERE database = {db:String} AND table = {t:String} ORDER BY position",
         parameters={"db": target.database or client.database or "default", "t": target.table},
     ).result_rows
-    return [(str(name), str(ch_type)) for name, ch_type in rows]
+    if not rows:
+        return TargetInfo([])
+    return TargetInfo([(str(r[0]), str(r[1])) for r in rows], str(rows[0][2]), str(rows[0][3]))
 
 
-def _create_statement(name: str, target: Target, select: str) -> str:
+def _create_statement(
+    name: str, target: Target, select: str, *, replace: bool = False, comment: str | None = None
+) -> str:
+    """The target's table (its engine and sort key, the columns of `select`); `replace`: CREATE OR
+    REPLACE instead of IF NOT EXISTS."""
     order = target.order_by or target.merge_keys
     order_sql = f"({', '.join(quote_identifier(c) for c in order)})" if order else "tuple()"
     engine = "ReplacingMergeTree" if target.mode is LoadMode.MERGE else "MergeTree"
+    create = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
     return (
-        f"CREATE TABLE IF NOT EXISTS {name} ENGINE = {engine} ORDER BY {order_sql} "
+        f"{create} {name} ENGINE = {engine} ORDER BY {order_sql} "
         f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}, allow_nullable_key = 1 "
-        f"EMPTY AS {select}"
+        + (f"COMMENT {string_literal(comment)} " if comment else "")
+        + f"EMPTY AS {select}"
     )
-
-
-def _row_count(client: Any, name: str) -> int:
-    return int(client.command(f"SELECT count() FROM {name}"))
 
 
 def _summary_int(summary: Any, key: str) -> int:
@@ -419,29 +445,26 @@ def _summary_int(summary: Any, key: str) -> int:
 def _load_select(
     select: str,
     target: Target,
-    context: MoveContext,
+    load_key: str,
     client: Any,
     result: MoveResult,
-    settings: dict[str, Any] | None = None,
-    feeds: list[PipeFeed] | None = None,
-    *,
-    exists: bool,
+    settings: dict[str, Any] | None,
+    feeds: list[PipeFeed] | None,
+    info: TargetInfo,
 ) -> None:
-    """Load `select` into the target in its mode; `exists`: the target was there when the move began.
+    """Load `select` into the target in its mode; `info`: the target as the move found it.
 
-    Replace, and any first load, write a fresh table under another name and publish it in one step
-    (EXCHANGE, or RENAME for a first load), so readers never see a half-written table and the rows
-    are written once; `feeds` (streamed sources, see stage_source) are fed while that insert runs.
-    A load into an existing table is one INSERT … SELECT from staged or in-place sources.
+    Every load first fills a table of its own (`feeds`, streamed sources, are fed while that insert
+    runs), so the rows are written once and readers never see a half-written load. A replace then
+    swaps it in (EXCHANGE TABLES); any other mode publishes it exactly once (see _publish_once).
     """
     name = qualified_name(target.table, target.database)
     extra = settings_sql(settings or {})
     started = time.perf_counter()
     if target.database:
         client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(target.database)}")
-    if not exists and not target.create_table:
+    if not info.columns and not target.create_table:
         raise MoveError(f"target table {target.table} does not exist and create_table is false")
-    token = f"{context.load_id}:{target.id}"
     if target.mode is LoadMode.REPLACE:
         staging_table = f"{target.table}__staging_{uuid.uuid4().hex[:8]}"
         staging = qualified_name(staging_table, target.database)
@@ -455,90 +478,206 @@ def _load_select(
             client.command(f"DROP TABLE IF EXISTS {staging} SYNC")
             raise
         result.rows_written = _summary_int(summary, "written_rows")
-    elif not exists:
-        summary = _load_first(client, select, target, token, extra, feeds, result)
     else:
-        # an insert into a live table is not atomic across blocks: a stream must be staged first
-        assert not feeds, "streamed sources feed only a fresh table"
-        client.command(_create_statement(name, target, select))
-        summary = _insert_existing(client, select, target, token, extra, result)
+        summary = _publish_once(client, select, target, load_key, extra, feeds, result, info)
     result.rows_read = _summary_int(summary, "read_rows")
     result.bytes_read = _summary_int(summary, "read_bytes")
     result.loading_time_ms = (time.perf_counter() - started) * 1000
 
 
-def _insert_fed(client: Any, table: str, select: str, settings: str, feeds: list[PipeFeed] | None) -> Any:
-    with contextlib.ExitStack() as feeding:
-        for feed in feeds or []:
-            feeding.enter_context(feed.feeding())
-        return client.command(f"INSERT INTO {table} {select}" + (f" SETTINGS {settings}" if settings else ""))
+# Append, incremental and merge loads publish each load id once. The load fills a table of its own,
+# `<table>__load_<load key>`, named by the load so that a retry finds what an earlier attempt left.
+# - A first load creates that table with the comment `aetl load <load key>` and renames it into place
+#   (atomic): a later attempt that finds the target carrying its comment writes nothing.
+# - A load into an existing table writes its intent (target, load key, that table, its rows) to the
+#   ledger, then moves the rows in (ALTER TABLE … MOVE PARTITION, atomic per partition) and drops
+#   the empty table. A later attempt that finds an intent looks at the load's table: gone or empty
+#   means published (nothing written now); still holding rows means the earlier attempt stopped
+#   before or while publishing, and the move is finished.
+# Renames and moves run inside the warehouse, whatever happens to the run worker meanwhile.
+LEDGER = qualified_name("load_ledger", STAGING_DATABASE)
+LEDGER_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {LEDGER} (target String, load_key String, stage String, rows UInt64, "
+    "at DateTime64(6) DEFAULT now64(6)) ENGINE = MergeTree ORDER BY (target, load_key) "
+    "TTL toDateTime(at) + INTERVAL 90 DAY"
+)
 
 
-def _dedup_settings(token: str, extra: str) -> str:
-    """Blocks of a load id already written to the table are not written again (DEDUP_WINDOW)."""
-    return f"insert_deduplicate = 1, insert_deduplication_token = {string_literal(token)}" + (
-        f", {extra}" if extra else ""
+def _load_marker(load_key: str) -> str:
+    return f"aetl load {load_key}"
+
+
+def _missing(error: ClickHouseError) -> bool:
+    text = str(error)
+    return any(
+        code in text for code in ("UNKNOWN_TABLE", "UNKNOWN_DATABASE", "doesn't exist", "does not exist")
     )
 
 
-def _insert_existing(
-    client: Any, select: str, target: Target, token: str, extra: str, result: MoveResult
-) -> Any:
-    """One INSERT … SELECT into the existing target, with the load's deduplication token."""
+def _write_intent(client: Any, target: Target, load_key: str, stage: str, rows: int) -> None:
+    insert = (
+        f"INSERT INTO {LEDGER} (target, load_key, stage, rows) VALUES "
+        f"({string_literal(qualified_name(target.table, target.database))}, {string_literal(load_key)}, "
+        f"{string_literal(stage)}, {int(rows)})"
+    )
+    try:
+        client.command(insert)
+    except ClickHouseError as error:
+        if not _missing(error):
+            raise
+        client.command(f"CREATE DATABASE IF NOT EXISTS {STAGING_DATABASE}")
+        client.command(LEDGER_DDL)
+        client.command(insert)
+
+
+def _already_loaded(client: Any, target: Target, load_key: str, info: TargetInfo, result: MoveResult) -> bool:
+    """True when this load id was published before (result: 0 rows written) or is published now from
+    what an earlier attempt left (result: its rows); False when the load has to run."""
+    if info.comment == _load_marker(load_key):
+        result.path = "already_published"  # the target is this load's own first load
+        return True
+    try:
+        row = client.query(
+            f"SELECT count(), argMax(stage, at), argMax(rows, at) FROM {LEDGER} "
+            "WHERE target = {t:String} AND load_key = {k:String}",
+            parameters={"t": qualified_name(target.table, target.database), "k": load_key},
+        ).result_rows[0]
+    except ClickHouseError as error:
+        if _missing(error):
+            return False  # no ledger yet: no load was ever published into an existing table
+        raise
+    if not row[0]:
+        return False
+    stage, rows = str(row[1]), int(row[2])
+    result.path = "already_published"
+    if _rows_left(client, stage) == 0:
+        return True  # published: nothing to write again
     name = qualified_name(target.table, target.database)
-    if target.mode is LoadMode.INCREMENTAL:
-        assert target.cursor_column is not None
-        cursor = quote_identifier(target.cursor_column)
-        # the state is the target itself: rows past the largest cursor value already loaded
-        select = (
-            f"SELECT * FROM ({select}) WHERE (SELECT count() FROM {name}) = 0 "
-            f"OR {cursor} > (SELECT max({cursor}) FROM {name})"
-        )
-    before = _row_count(client, name)
-    summary = client.command(f"INSERT INTO {name} SETTINGS {_dedup_settings(token, extra)} {select}")
+    _move_rows(client, stage, name, info.engine)
+    result.rows_written = rows
     if target.mode is LoadMode.MERGE:
-        # one row per key, the last loaded winning, before anyone reads the published load
         client.command(f"OPTIMIZE TABLE {name} FINAL")
-    # a block the warehouse dropped as a repeat of this load id was not written
-    result.rows_written = max(0, _row_count(client, name) - before)
-    return summary
+    return True
 
 
-def _load_first(
+def _rows_left(client: Any, stage: str) -> int:
+    """Rows still in a load's table; 0 when it is gone."""
+    try:
+        return int(client.command(f"SELECT count() FROM {stage}"))
+    except ClickHouseError as error:
+        if _missing(error):
+            return 0
+        raise
+
+
+def _move_rows(client: Any, stage: str, name: str, engine: str) -> None:
+    """Every partition of the load's table into the target (each move is atomic), then the empty table
+    is dropped; a target that is not a MergeTree gets the rows by INSERT … SELECT."""
+    if "MergeTree" in engine:
+        database, table = _split(stage)
+        partitions = client.query(
+            "SELECT DISTINCT partition_id FROM system.parts "
+            "WHERE database = {db:String} AND table = {t:String} AND active",
+            parameters={"db": database or client.database or "default", "t": table},
+        ).result_rows
+        for (partition,) in partitions:
+            partition_sql = string_literal(partition)
+            client.command(f"ALTER TABLE {stage} MOVE PARTITION ID {partition_sql} TO TABLE {name}")
+    else:
+        client.command(f"INSERT INTO {name} SELECT * FROM {stage}")
+    client.command(f"DROP TABLE IF EXISTS {stage} SYNC")
+
+
+def _split(qualified: str) -> tuple[str | None, str]:
+    parts = [p.strip("`") for p in qualified.split(".")]
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def _publish_once(
     client: Any,
     select: str,
     target: Target,
-    token: str,
+    load_key: str,
     extra: str,
     feeds: list[PipeFeed] | None,
     result: MoveResult,
+    info: TargetInfo,
 ) -> Any:
-    """The first load of a table: written once into a fresh table, renamed into place when complete.
-
-    The fresh table's inserts carry the load's token and its deduplication log moves with it, so a
-    retry that finds the target in place writes nothing again. If another load created the target
-    meanwhile, the rows go in from the fresh table like any load into an existing table.
-    """
     name = qualified_name(target.table, target.database)
-    fresh = qualified_name(f"{target.table}__new_{uuid.uuid4().hex[:8]}", target.database)
-    client.command(_create_statement(fresh, target, select))
+    stage = _load_table(target, load_key)
+    if info.columns:
+        # OR REPLACE: an earlier attempt's table, never published, is replaced
+        client.command(f"CREATE OR REPLACE TABLE {stage} AS {name}")
+        if target.mode is LoadMode.INCREMENTAL:
+            select = _past_the_cursor(client, select, target, name)
+    else:
+        client.command(_create_statement(stage, target, select, replace=True, comment=_load_marker(load_key)))
     published = False
     try:
-        summary = _insert_fed(client, fresh, select, _dedup_settings(token, extra), feeds)
+        summary = _insert_fed(client, stage, select, extra, feeds)
         if target.mode is LoadMode.MERGE:
-            client.command(f"OPTIMIZE TABLE {fresh} FINAL")
-        result.rows_written = _summary_int(summary, "written_rows")
-        try:
-            client.command(f"RENAME TABLE {fresh} TO {name}")
-            published = True
-            return summary
-        except ClickHouseError:
-            if not _target_columns(client, target):
-                raise
-        client.command(_create_statement(name, target, f"SELECT * FROM {fresh}"))
-        _insert_existing(client, f"SELECT * FROM {fresh}", target, token, "", result)
+            # one row per key within the load, the last loaded winning
+            client.command(f"OPTIMIZE TABLE {stage} FINAL")
+        rows = _summary_int(summary, "written_rows")
+        if info.columns:
+            _write_intent(client, target, load_key, stage, rows)
+            published = True  # from here on the table is the intent's: only publishing removes it
+            _move_rows(client, stage, name, info.engine)
+        else:
+            try:
+                client.command(f"RENAME TABLE {stage} TO {name}")
+                published = True
+            except ClickHouseError:
+                now = _target_info(client, target)
+                if not now.columns:
+                    raise
+                # another load created the target meanwhile: this load goes in like any append
+                published = True
+                _republish_into_existing(client, target, load_key, stage, rows, now.engine)
+        if target.mode is LoadMode.MERGE:
+            client.command(f"OPTIMIZE TABLE {name} FINAL")
+        result.rows_written = rows
         return summary
     finally:
         if not published:
             with contextlib.suppress(ClickHouseError):
-                client.command(f"DROP TABLE IF EXISTS {fresh} SYNC")
+                client.command(f"DROP TABLE IF EXISTS {stage} SYNC")
+
+
+def _load_table(target: Target, load_key: str, suffix: str = "") -> str:
+    return qualified_name(f"{target.table}__load_{load_key}{suffix}", target.database)
+
+
+def _past_the_cursor(client: Any, select: str, target: Target, name: str) -> str:
+    """Incremental: the state is the target itself, rows past the largest cursor value already loaded
+    (read here, so that the insert reads nothing but the source)."""
+    assert target.cursor_column is not None
+    cursor = quote_identifier(target.cursor_column)
+    count, last, last_type = client.query(
+        f"SELECT count(), toString(max({cursor})), toTypeName(max({cursor})) FROM {name}"
+    ).result_rows[0]
+    if not count or last is None:
+        return select
+    return f"SELECT * FROM ({select}) WHERE {cursor} > CAST({string_literal(last)} AS {last_type})"
+
+
+def _republish_into_existing(
+    client: Any, target: Target, load_key: str, fresh: str, rows: int, engine: str
+) -> None:
+    """A first load whose target appeared meanwhile: its rows into a copy of the target's structure,
+    the intent for that copy, then the move (the fresh table goes once the copy holds the rows)."""
+    name = qualified_name(target.table, target.database)
+    copy = _load_table(target, load_key, "_2")
+    client.command(f"CREATE OR REPLACE TABLE {copy} AS {name}")
+    client.command(f"INSERT INTO {copy} SELECT * FROM {fresh}")
+    _write_intent(client, target, load_key, copy, rows)
+    client.command(f"DROP TABLE IF EXISTS {fresh} SYNC")
+    _move_rows(client, copy, name, engine)
+
+
+def _insert_fed(client: Any, table: str, select: str, settings: str, feeds: list[PipeFeed] | None) -> Any:
+    """`INSERT INTO table <select>`, with the streamed sources' writers feeding their pipes meanwhile."""
+    with contextlib.ExitStack() as feeding:
+        for feed in feeds or []:
+            feeding.enter_context(feed.feeding())
+        return client.command(f"INSERT INTO {table} {select}" + (f" SETTINGS {settings}" if settings else ""))

@@ -36,6 +36,8 @@ DAILY_SALES_SQL = (
     "SELECT date AS day, sum(amount) AS total_amount, count() AS transactions "
     "FROM source_1 WHERE amount > 0 GROUP BY day"
 )
+# staging tables of loads (the load ledger lives beside them and stays)
+STAGING_TABLES = "SELECT count() FROM system.tables WHERE database = 'aetl_staging' AND name != 'load_ledger'"
 PG_DAILY_SALES = (
     "SELECT date, sum(amount), count(*) FROM transactions WHERE amount > 0 GROUP BY date ORDER BY date"
 )
@@ -76,7 +78,7 @@ def test_postgres_daily_sales_equals_the_same_sql_on_postgres(
         [{"id": "transform_1", "type": "sql", "sql": DAILY_SALES_SQL}],
     )
     context = move_context()
-    staging_tables = "SELECT count() FROM system.tables WHERE database = 'aetl_staging'"
+    staging_tables = STAGING_TABLES
     staged_before = wh.command(staging_tables) if wh.command("EXISTS DATABASE aetl_staging") else 0
     result = run(doc, context, warehouse)
     assert result.path == "postgres_psql_pipe" and result.rows_read == 2000
@@ -136,7 +138,7 @@ def test_postgres_replace_streams_straight_into_the_new_table_and_a_broken_strea
         monkeypatch.setattr(postgres.shutil, "which", lambda _name: None)
     connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
     target = {"table": "tx", "database": target_db, "mode": "replace", "order_by": ["id"]}
-    staging_tables = "SELECT count() FROM system.tables WHERE database = 'aetl_staging'"
+    staging_tables = STAGING_TABLES
     staged_before = wh.command(staging_tables) if wh.command("EXISTS DATABASE aetl_staging") else 0
     pipes = pipe_folder()
     pipes_before = set(pipes.iterdir()) if pipes.exists() else set()
@@ -187,26 +189,91 @@ def test_a_first_load_is_written_once_and_appears_whole_or_not_at_all(
     context = move_context()
     first = run(doc, context, warehouse)
     assert first.path == "postgres_psql_pipe_direct" and first.rows_written == 2000
-    # the fresh table's deduplication log came with it: the same load id again writes nothing
+    # the load's intent is in the ledger and its table is gone: the same load id again writes nothing
     again = run(doc, context, warehouse)
-    assert again.path == "postgres_psql_pipe" and again.rows_written == 0
+    assert again.path == "already_published" and again.rows_written == 0
     assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2000 and wh.command(leftovers) == 0
 
     # another load created the target between this load's look and its rename: the rows go in from
     # the fresh table, once
     from orchestration.movement import engine
 
-    real_columns = engine._target_columns  # noqa: SLF001
+    real_info = engine._target_info  # noqa: SLF001
     looks: list[object] = []
 
-    def first_look_misses(client: Any, table: Any) -> list[tuple[str, str]]:
+    def first_look_misses(client: Any, table: Any) -> Any:
         looks.append(table)
-        return [] if len(looks) == 1 else real_columns(client, table)
+        return engine.TargetInfo([]) if len(looks) == 1 else real_info(client, table)
 
-    monkeypatch.setattr(engine, "_target_columns", first_look_misses)
+    monkeypatch.setattr(engine, "_target_info", first_look_misses)
     raced = run(doc, move_context(), warehouse)
     assert raced.path == "postgres_psql_pipe_direct" and raced.rows_written == 2000
     assert wh.command(f"SELECT count() FROM {target_db}.tx") == 4000 and wh.command(leftovers) == 0
+
+
+def test_a_load_stopped_before_or_while_publishing_is_finished_by_its_retry_exactly_once(
+    pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,
+    wh: Client, target_db: str, move_context: Callable[..., MoveContext], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The worker dies after the load's intent is in the ledger (before the move, or after it): the
+    retry of the same load id moves what is left, or sees the load's table gone, and writes nothing
+    twice; an ordinary new load appends."""
+    from orchestration.movement import engine
+
+    connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
+    target = {"table": "tx", "database": target_db, "mode": "append", "order_by": ["id"]}
+    doc = document({"connector_id": connector["id"], "table": "transactions"}, target)
+    leftovers = f"SELECT count() FROM system.tables WHERE database = '{target_db}' AND name LIKE 'tx\\_\\_%'"
+    assert run(doc, move_context(), warehouse).rows_written == 2000
+    real_move = engine._move_rows  # noqa: SLF001
+
+    def dies_before_moving(client: Any, stage: str, name: str, engine_name: str) -> None:
+        raise RuntimeError("the run worker died")
+
+    context = move_context()
+    monkeypatch.setattr(engine, "_move_rows", dies_before_moving)
+    with pytest.raises(RuntimeError):
+        run(doc, context, warehouse)
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2000 and wh.command(leftovers) == 1
+    monkeypatch.setattr(engine, "_move_rows", real_move)
+    resumed = run(doc, context, warehouse)
+    assert resumed.path == "already_published" and resumed.rows_written == 2000
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 4000 and wh.command(leftovers) == 0
+
+    def dies_after_moving(client: Any, stage: str, name: str, engine_name: str) -> None:
+        real_move(client, stage, name, engine_name)
+        raise RuntimeError("the run worker died")
+
+    context = move_context()
+    monkeypatch.setattr(engine, "_move_rows", dies_after_moving)
+    with pytest.raises(RuntimeError):
+        run(doc, context, warehouse)
+    monkeypatch.setattr(engine, "_move_rows", real_move)
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 6000
+    again = run(doc, context, warehouse)
+    assert again.path == "already_published" and again.rows_written == 0
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 6000 and wh.command(leftovers) == 0
+    assert wh.command(f"SELECT count() = 3 * uniqExact(id) FROM {target_db}.tx") == 1
+
+
+def test_merge_keeps_one_row_per_key_the_last_loaded_winning(
+    pg: PgSource, make_connector: Callable[..., dict[str, Any]], warehouse: ClickHouseResource,
+    wh: Client, target_db: str, move_context: Callable[..., MoveContext],
+) -> None:  # fmt: skip
+    connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
+    target = {"table": "tx", "database": target_db, "mode": "merge", "merge_keys": ["id"]}
+    doc = document({"connector_id": connector["id"], "table": "transactions"}, target)
+    assert run(doc, move_context(), warehouse).rows_written == 2000
+    pg.execute("UPDATE transactions SET amount = amount + 1000 WHERE id <= 10")
+    add_transactions(pg, transaction_rows(5, start_id=5001))
+    context = move_context()
+    assert run(doc, context, warehouse).rows_written == 2005
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2005
+    got = wh.query(f"SELECT id, amount FROM {target_db}.tx WHERE id <= 10 ORDER BY id").result_rows
+    assert [(i, Decimal(a)) for i, a in got] == pg.execute(
+        "SELECT id, amount FROM transactions WHERE id <= 10 ORDER BY id"
+    )
+    assert run(doc, context, warehouse).rows_written == 0  # the same load again
 
 
 @pytest.mark.parametrize("mode", ["replace", "append"])
@@ -241,7 +308,6 @@ def test_a_large_table_is_read_by_several_copies_in_one_snapshot_and_a_failing_o
     assert [(r[0], r[1], Decimal(r[2]), r[3], r[4]) for r in got] == expected
 
     # one of the COPYs fails (its snapshot is not valid): the load fails, the target is as it was
-    # (an append into the existing table now stages the streams first)
     monkeypatch.setattr(postgres, "export_snapshot", export)
     command = postgres.psql_copy_command
     calls: list[str | None] = []
@@ -251,7 +317,7 @@ def test_a_large_table_is_read_by_several_copies_in_one_snapshot_and_a_failing_o
         return command(conn, statement, "00000003-0000BAD0-1" if len(calls) == 2 else snapshot)
 
     monkeypatch.setattr(postgres, "psql_copy_command", second_fails)
-    staging_tables = "SELECT count() FROM system.tables WHERE database = 'aetl_staging'"
+    staging_tables = STAGING_TABLES
     staged_before = wh.command(staging_tables)
     pipes_before = set(pipe_folder().iterdir())
     with pytest.raises(MoveError, match="invalid snapshot identifier"):
@@ -264,7 +330,7 @@ def test_a_large_table_is_read_by_several_copies_in_one_snapshot_and_a_failing_o
     monkeypatch.setattr(postgres, "psql_copy_command", command)
     monkeypatch.setattr(postgres, "export_snapshot", lambda _conn: None)
     single = run(document(source, target), move_context(), warehouse)
-    assert single.path == "postgres_psql_pipe" + ("_direct" if mode == "replace" else ""), single.path
+    assert single.path == "postgres_psql_pipe_direct", single.path
     assert single.rows_read == 2100
 
 

@@ -15,6 +15,8 @@ temporary data folder (its imports folder is the file root), then for each sourc
   table that is renamed or swapped in; `append-existing` (a table already holding the rows) stages
   the stream first, as an insert into a live table is not atomic across blocks.
 For the `-existing` modes the worker first loads the same rows with another load id, before its clock.
+After its clock the worker runs the same load id once more (a retried run) and reports the rows that
+wrote (must be 0) and the rows in the table.
 Each `move_target` runs in a child process (a run worker's stand-in) whose peak RSS is reported;
 the modules it imports on first use are loaded before its clock starts.
 Prints rows/s, the ratio to native and the peak RSS; best of --repeat. The CSV native baseline
@@ -187,12 +189,17 @@ def worker(args: argparse.Namespace) -> None:
     from orchestration.connectors.config import file_roots
 
     file_roots()
+    load_id = uuid.uuid4().hex
     started = time.perf_counter()
     result = move_target(
-        doc, doc.targets[0], MoveContext(Log(), "bench", uuid.uuid4().hex), warehouse,
-        connectors=lambda _id: connector,
+        doc, doc.targets[0], MoveContext(Log(), "bench", load_id), warehouse, connectors=lambda _id: connector
     )  # fmt: skip
     elapsed = time.perf_counter() - started
+    # after the clock: the same load id again (a retried run) must write nothing
+    retry = move_target(
+        doc, doc.targets[0], MoveContext(Log(), "bench", load_id), warehouse, connectors=lambda _id: connector
+    )  # fmt: skip
+    final_rows = int(warehouse.command(f"SELECT count() FROM {table}"))
     warehouse.command(f"DROP TABLE {table} SYNC")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # the worker's own children (psql for PostgreSQL): the largest of them
@@ -203,6 +210,8 @@ def worker(args: argparse.Namespace) -> None:
                 "seconds": elapsed,
                 "rows": result.rows_written,
                 "path": result.path,
+                "retry_rows_written": retry.rows_written,
+                "rows_in_table": final_rows,
                 "peak_rss_mb": peak_mb,
                 "child_peak_rss_mb": child_mb,
             }
@@ -229,7 +238,8 @@ def report(name: str, rows: int, natives: dict[str, float], ours: dict[str, obje
     print(
         f"{name:<20} move_target {rows / seconds / 1e6:6.2f} M rows/s via {ours['path']} | ratio {ratios} | "
         f"peak RSS of the worker {float(ours['peak_rss_mb']):7.1f} MB "  # type: ignore[arg-type]
-        f"(its largest child {float(ours['child_peak_rss_mb']):5.1f} MB)"  # type: ignore[arg-type]
+        f"(its largest child {float(ours['child_peak_rss_mb']):5.1f} MB) | the same load id again wrote "
+        f"{ours['retry_rows_written']} rows, {ours['rows_in_table']} in the table"
     )
 
 

@@ -3,9 +3,10 @@
 Every source becomes a relation the warehouse can read (extract.py: in place for the warehouse's own
 tables and for files the warehouse reads itself, else a staging table filled by streaming), SQL steps
 are CTEs over those relations, a Python step runs in a limited child process and its output is
-staged like a source. The target is then loaded by one `INSERT … SELECT` with the sources and steps as
-CTEs, in the target's mode (append, replace by staging + EXCHANGE TABLES, incremental, merge), with a
-deduplication token built from the load id, so a retried run never doubles rows.
+staged like a source. The load is then written by one `INSERT … SELECT` with the sources and steps as
+CTEs into a table of its own, which is published whole in the target's mode: replace by EXCHANGE
+TABLES; append, incremental and merge exactly once per load id (RENAME for a first load, else a
+ledger intent + MOVE PARTITION, see _publish_once), so a retried run never doubles rows.
 """
 
 from __future__ import annotations

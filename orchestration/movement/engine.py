@@ -53,6 +53,7 @@ from orchestration.specs.pipeline import (
     Transformation,
     TransformationType,
 )
+from orchestration.warehouse import publish
 from orchestration.warehouse.resource import ClickHouseResource
 
 # how many recent insert blocks a created table remembers, so a repeated load id inserts nothing
@@ -490,45 +491,13 @@ def _load_select(
 # `<table>__load_<load key>`, named by the load so that a retry finds what an earlier attempt left.
 # - A first load creates that table with the comment `aetl load <load key>` and renames it into place
 #   (atomic): a later attempt that finds the target carrying its comment writes nothing.
-# - A load into an existing table writes its intent (target, load key, that table, its rows) to the
-#   ledger, then moves the rows in (ALTER TABLE … MOVE PARTITION, atomic per partition) and drops
-#   the empty table. A later attempt that finds an intent looks at the load's table: gone or empty
-#   means published (nothing written now); still holding rows means the earlier attempt stopped
-#   before or while publishing, and the move is finished.
+# - A load into an existing table is published through the ledger (orchestration.warehouse.publish:
+#   an intent, then ALTER TABLE … MOVE PARTITION); a later attempt finishes or skips it.
 # Renames and moves run inside the warehouse, whatever happens to the run worker meanwhile.
-LEDGER = qualified_name("load_ledger", STAGING_DATABASE)
-LEDGER_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {LEDGER} (target String, load_key String, stage String, rows UInt64, "
-    "at DateTime64(6) DEFAULT now64(6)) ENGINE = MergeTree ORDER BY (target, load_key) "
-    "TTL toDateTime(at) + INTERVAL 90 DAY"
-)
 
 
 def _load_marker(load_key: str) -> str:
     return f"aetl load {load_key}"
-
-
-def _missing(error: ClickHouseError) -> bool:
-    text = str(error)
-    return any(
-        code in text for code in ("UNKNOWN_TABLE", "UNKNOWN_DATABASE", "doesn't exist", "does not exist")
-    )
-
-
-def _write_intent(client: Any, target: Target, load_key: str, stage: str, rows: int) -> None:
-    insert = (
-        f"INSERT INTO {LEDGER} (target, load_key, stage, rows) VALUES "
-        f"({string_literal(qualified_name(target.table, target.database))}, {string_literal(load_key)}, "
-        f"{string_literal(stage)}, {int(rows)})"
-    )
-    try:
-        client.command(insert)
-    except ClickHouseError as error:
-        if not _missing(error):
-            raise
-        client.command(f"CREATE DATABASE IF NOT EXISTS {STAGING_DATABASE}")
-        client.command(LEDGER_DDL)
-        client.command(insert)
 
 
 def _already_loaded(client: Any, target: Target, load_key: str, info: TargetInfo, result: MoveResult) -> bool:
@@ -537,61 +506,15 @@ def _already_loaded(client: Any, target: Target, load_key: str, info: TargetInfo
     if info.comment == _load_marker(load_key):
         result.path = "already_published"  # the target is this load's own first load
         return True
-    try:
-        row = client.query(
-            f"SELECT count(), argMax(stage, at), argMax(rows, at) FROM {LEDGER} "
-            "WHERE target = {t:String} AND load_key = {k:String}",
-            parameters={"t": qualified_name(target.table, target.database), "k": load_key},
-        ).result_rows[0]
-    except ClickHouseError as error:
-        if _missing(error):
-            return False  # no ledger yet: no load was ever published into an existing table
-        raise
-    if not row[0]:
-        return False
-    stage, rows = str(row[1]), int(row[2])
-    result.path = "already_published"
-    if _rows_left(client, stage) == 0:
-        return True  # published: nothing to write again
     name = qualified_name(target.table, target.database)
-    _move_rows(client, stage, name, info.engine)
+    rows = publish.finish_earlier_attempt(client, name, load_key, info.engine)
+    if rows is None:
+        return False
+    result.path = "already_published"
     result.rows_written = rows
-    if target.mode is LoadMode.MERGE:
+    if rows and target.mode is LoadMode.MERGE:
         client.command(f"OPTIMIZE TABLE {name} FINAL")
     return True
-
-
-def _rows_left(client: Any, stage: str) -> int:
-    """Rows still in a load's table; 0 when it is gone."""
-    try:
-        return int(client.command(f"SELECT count() FROM {stage}"))
-    except ClickHouseError as error:
-        if _missing(error):
-            return 0
-        raise
-
-
-def _move_rows(client: Any, stage: str, name: str, engine: str) -> None:
-    """Every partition of the load's table into the target (each move is atomic), then the empty table
-    is dropped; a target that is not a MergeTree gets the rows by INSERT … SELECT."""
-    if "MergeTree" in engine:
-        database, table = _split(stage)
-        partitions = client.query(
-            "SELECT DISTINCT partition_id FROM system.parts "
-            "WHERE database = {db:String} AND table = {t:String} AND active",
-            parameters={"db": database or client.database or "default", "t": table},
-        ).result_rows
-        for (partition,) in partitions:
-            partition_sql = string_literal(partition)
-            client.command(f"ALTER TABLE {stage} MOVE PARTITION ID {partition_sql} TO TABLE {name}")
-    else:
-        client.command(f"INSERT INTO {name} SELECT * FROM {stage}")
-    client.command(f"DROP TABLE IF EXISTS {stage} SYNC")
-
-
-def _split(qualified: str) -> tuple[str | None, str]:
-    parts = [p.strip("`") for p in qualified.split(".")]
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 
 def _publish_once(
@@ -621,9 +544,9 @@ def _publish_once(
             client.command(f"OPTIMIZE TABLE {stage} FINAL")
         rows = _summary_int(summary, "written_rows")
         if info.columns:
-            _write_intent(client, target, load_key, stage, rows)
+            publish.write_intent(client, name, load_key, stage, rows)
             published = True  # from here on the table is the intent's: only publishing removes it
-            _move_rows(client, stage, name, info.engine)
+            publish.move_rows(client, stage, name, info.engine)
         else:
             try:
                 client.command(f"RENAME TABLE {stage} TO {name}")
@@ -671,9 +594,9 @@ def _republish_into_existing(
     copy = _load_table(target, load_key, "_2")
     client.command(f"CREATE OR REPLACE TABLE {copy} AS {name}")
     client.command(f"INSERT INTO {copy} SELECT * FROM {fresh}")
-    _write_intent(client, target, load_key, copy, rows)
+    publish.write_intent(client, name, load_key, copy, rows)
     client.command(f"DROP TABLE IF EXISTS {fresh} SYNC")
-    _move_rows(client, copy, name, engine)
+    publish.move_rows(client, copy, name, engine)
 
 
 def _insert_fed(client: Any, table: str, select: str, settings: str, feeds: list[PipeFeed] | None) -> Any:

@@ -40,6 +40,7 @@ from orchestration.storage.inference import (
     read_records,
 )
 from orchestration.storage.mounts import Storage
+from orchestration.warehouse import publish
 
 BATCH_ROWS = 50_000
 SOURCE_FILE = "_source_file"
@@ -368,6 +369,14 @@ def import_file(
             existing = table_columns(client, table, database) or {}
         by_file = partition_key(client, table, database) == SOURCE_FILE and SOURCE_FILE in existing
         result.replaced_by_file = by_file
+        engine = "" if by_file else publish.table_engine(client, name)
+        if not by_file and load_id:
+            # a table without the per-file partition: each load id is published once (publish.py)
+            earlier = publish.finish_earlier_attempt(client, name, _import_key(load_id, source), engine)
+            if earlier is not None:
+                result.rows_loaded, result.path = earlier, "already_published"
+                result.seconds = time.perf_counter() - started
+                return result
         # load with the table's own types (an existing table may be wider than the sample said)
         load_columns = []
         for column in inferred.columns:
@@ -380,6 +389,7 @@ def import_file(
         rejected_staging_table = f"{rejected_table}__import_{uuid.uuid4().hex[:10]}"
         rejected_staging = qualified_name(rejected_staging_table, database)
         client.command(f"CREATE TABLE {staging} AS {name}")
+        kept: set[str] = set()  # a load's table once its intent is in the ledger: only publishing removes it
         try:
             client.command(quarantine_statement(rejected))
             client.command(f"CREATE TABLE {rejected_staging} AS {rejected}")
@@ -395,7 +405,7 @@ def import_file(
             # a zipped CSV was inferred from its Arrow reading (infer_file): it loads the same way
             delimited = inferred.format == "csv" and inferred.compression != "zip"
             if delimited:
-                rows = _Rows(load_columns, source, sink, quarantine, result, load_id, run_id)
+                rows = _Rows(load_columns, source, sink, quarantine, result, load_id, run_id, bool(extra))
                 fast = bool(extra) and _load_delimited_fast(
                     client, local, inferred, existing, staging, rows, log
                 )
@@ -422,9 +432,9 @@ def import_file(
             _publish_quarantine(
                 client, rejected, rejected_staging, source, partition_key(client, rejected_table, database)
             )
-            _publish(client, name, staging, source, by_file, load_id, result)
+            _publish(client, name, staging, source, by_file, load_id, engine, result, kept)
         finally:
-            for leftover in (staging, rejected_staging):
+            for leftover in {staging, rejected_staging} - kept:
                 with contextlib.suppress(Exception):
                     client.command(f"DROP TABLE IF EXISTS {leftover} SYNC")
     result.seconds = time.perf_counter() - started
@@ -437,17 +447,29 @@ def import_file(
 
 
 def _publish(
-    client: Any, name: str, staging: str, source: str, by_file: bool, load_id: str, result: ImportResult
+    client: Any,
+    name: str,
+    staging: str,
+    source: str,
+    by_file: bool,
+    load_id: str,
+    engine: str,
+    result: ImportResult,
+    kept: set[str],
 ) -> None:
     if by_file:
         client.command(f"ALTER TABLE {name} REPLACE PARTITION {_literal(source)} FROM {staging} {EMPTY_OK}")
         return
-    # a table without the per-file partition: the load id makes a repeated load of this file version a no-op
-    client.command(
-        f"INSERT INTO {name} SETTINGS insert_deduplicate = 1, "
-        f"insert_deduplication_token = {_literal(load_id or source)} "
-        f"SELECT * FROM {staging}"
-    )
+    # a table without the per-file partition: the rows are moved in, and with a load id (a run) its
+    # intent goes to the ledger first, so a retry of the run publishes them once (publish.py)
+    if load_id:
+        publish.write_intent(client, name, _import_key(load_id, source), staging, result.rows_loaded)
+        kept.add(staging)
+    publish.move_rows(client, staging, name, engine)
+
+
+def _import_key(load_id: str, source: str) -> str:
+    return "import_" + hashlib.sha256(f"{load_id}:{source}".encode()).hexdigest()[:16]
 
 
 def _publish_quarantine(client: Any, rejected: str, staging: str, source: str, key: str) -> None:
@@ -472,6 +494,8 @@ class _Rows:
     result: ImportResult
     load_id: str
     run_id: str
+    # the table has the _source_file/_source_line columns (a table of the user's own may not)
+    lineage: bool = True
 
     def __post_init__(self) -> None:
         self.converters = [converter(c) for c in self.columns]
@@ -490,7 +514,7 @@ class _Rows:
             except ValueError as error:
                 reason = str(error)
         if reason is None:
-            self.sink.add([*values, self.source, line])
+            self.sink.add([*values, self.source, line] if self.lineage else values)
             return
         short = reason.split(":", 1)[-1].strip() if reason.startswith("column") else reason
         key = (

@@ -218,24 +218,24 @@ def test_a_load_stopped_before_or_while_publishing_is_finished_by_its_retry_exac
     """The worker dies after the load's intent is in the ledger (before the move, or after it): the
     retry of the same load id moves what is left, or sees the load's table gone, and writes nothing
     twice; an ordinary new load appends."""
-    from orchestration.movement import engine
+    from orchestration.warehouse import publish
 
     connector = make_connector(type="postgresql", config=pg.connector_config(), credentials=pg.credentials())
     target = {"table": "tx", "database": target_db, "mode": "append", "order_by": ["id"]}
     doc = document({"connector_id": connector["id"], "table": "transactions"}, target)
     leftovers = f"SELECT count() FROM system.tables WHERE database = '{target_db}' AND name LIKE 'tx\\_\\_%'"
     assert run(doc, move_context(), warehouse).rows_written == 2000
-    real_move = engine._move_rows  # noqa: SLF001
+    real_move = publish.move_rows
 
     def dies_before_moving(client: Any, stage: str, name: str, engine_name: str) -> None:
         raise RuntimeError("the run worker died")
 
     context = move_context()
-    monkeypatch.setattr(engine, "_move_rows", dies_before_moving)
+    monkeypatch.setattr(publish, "move_rows", dies_before_moving)
     with pytest.raises(RuntimeError):
         run(doc, context, warehouse)
     assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2000 and wh.command(leftovers) == 1
-    monkeypatch.setattr(engine, "_move_rows", real_move)
+    monkeypatch.setattr(publish, "move_rows", real_move)
     resumed = run(doc, context, warehouse)
     assert resumed.path == "already_published" and resumed.rows_written == 2000
     assert wh.command(f"SELECT count() FROM {target_db}.tx") == 4000 and wh.command(leftovers) == 0
@@ -245,10 +245,10 @@ def test_a_load_stopped_before_or_while_publishing_is_finished_by_its_retry_exac
         raise RuntimeError("the run worker died")
 
     context = move_context()
-    monkeypatch.setattr(engine, "_move_rows", dies_after_moving)
+    monkeypatch.setattr(publish, "move_rows", dies_after_moving)
     with pytest.raises(RuntimeError):
         run(doc, context, warehouse)
-    monkeypatch.setattr(engine, "_move_rows", real_move)
+    monkeypatch.setattr(publish, "move_rows", real_move)
     assert wh.command(f"SELECT count() FROM {target_db}.tx") == 6000
     again = run(doc, context, warehouse)
     assert again.path == "already_published" and again.rows_written == 0

@@ -8,6 +8,7 @@ import gzip
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -242,3 +243,49 @@ def test_mount_refuses_bad_and_unreachable_storage(api: httpx.Client, engineer: 
     gone = api.delete(f"/mvp/storage/mounts/{first['storage_id']}", headers=engineer.headers)
     assert gone.status_code == 204
     assert_error_shape(api.get(f"/mvp/storage/mounts/{first['storage_id']}", headers=engineer.headers), 404)
+
+
+def test_a_table_without_the_file_partition_gets_each_run_of_a_file_once(
+    folder: Path, warehouse: Client, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table of the user's own (no `_source_file` partition): the file's rows are moved in, and a
+    retry of the same run (its load id) adds nothing, also when the worker died before or after
+    the move; another run adds the rows again (that table keeps no per-file state)."""
+    from orchestration.storage.importer import import_file
+    from orchestration.storage.mounts import LocalStorage, MountConfig
+    from orchestration.warehouse import publish
+
+    rows = 150_000  # several insert blocks
+    (folder / "big.csv").write_text("id,part\n" + "".join(f"{i},{i % 7}\n" for i in range(rows)))
+    warehouse.command(f"CREATE TABLE {database}.own (id Int64, part Int64) ENGINE = MergeTree ORDER BY id")
+    storage = LocalStorage(MountConfig(storage_type="local", path=str(folder)))
+
+    def load(load_id: str) -> Any:
+        return import_file(storage, "big.csv", warehouse, table="own", database=database, create_table=False,
+                           load_id=load_id, run_id=load_id)  # fmt: skip
+
+    def count() -> int:
+        return int(warehouse.command(f"SELECT count() FROM {database}.own"))
+
+    leftovers = (
+        f"SELECT count() FROM system.tables WHERE database = '{database}' "
+        "AND name LIKE 'own\\\\_\\\\_import%'"
+    )
+    first = load("run-1")
+    assert not first.replaced_by_file and first.rows_loaded == rows and count() == rows
+    again = load("run-1")
+    assert again.path == "already_published" and again.rows_loaded == 0 and count() == rows
+
+    real_move = publish.move_rows
+
+    def dies_before_moving(*args: Any) -> None:
+        raise RuntimeError("the run worker died")
+
+    monkeypatch.setattr(publish, "move_rows", dies_before_moving)
+    with pytest.raises(RuntimeError):
+        load("run-2")
+    assert count() == rows and warehouse.command(leftovers) == 1  # the load's table waits for its retry
+    monkeypatch.setattr(publish, "move_rows", real_move)
+    resumed = load("run-2")
+    assert resumed.path == "already_published" and resumed.rows_loaded == rows and count() == 2 * rows
+    assert load("run-2").rows_loaded == 0 and count() == 2 * rows and warehouse.command(leftovers) == 0

@@ -1,0 +1,127 @@
+"""Publishing a load into an existing table exactly once: a ledger intent, then MOVE PARTITION.
+
+A load is written into a table of its own with the target's structure (`CREATE TABLE … AS target`).
+Before publishing, its intent (target, load key, that table, its rows) goes to the ledger; publishing
+then moves the rows in (`ALTER TABLE … MOVE PARTITION`, atomic per partition) and drops the emptied
+table. A later attempt of the same load that finds an intent looks at the load's table: gone or
+empty means published; still holding rows means the earlier attempt stopped before or during the
+move, which is then finished. The moves run inside the warehouse, whatever happens to the worker.
+
+Used by pipeline loads (orchestration.movement.engine) and file imports into tables without the
+per-file partition (orchestration.storage.importer). ClickHouse's insert_deduplication_token does
+not do this job: in ClickHouse 26.9 the block ids of an INSERT … SELECT depend on how its source was
+cut into chunks, which differs between two reads of the same data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from orchestration.lib.sql import qualified_name, string_literal
+
+LEDGER_DATABASE = "aetl_staging"
+LEDGER = qualified_name("load_ledger", LEDGER_DATABASE)
+LEDGER_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {LEDGER} (target String, load_key String, stage String, rows UInt64, "
+    "at DateTime64(6) DEFAULT now64(6)) ENGINE = MergeTree ORDER BY (target, load_key) "
+    "TTL toDateTime(at) + INTERVAL 90 DAY"
+)
+
+
+MISSING_MARKS = ("UNKNOWN_TABLE", "UNKNOWN_DATABASE", "doesn't exist", "does not exist")
+
+
+def missing(error: ClickHouseError) -> bool:
+    """The error says a table or database does not exist."""
+    text = str(error)
+    return any(
+        code in text for code in ("UNKNOWN_TABLE", "UNKNOWN_DATABASE", "doesn't exist", "does not exist")
+    )
+
+
+def write_intent(client: Any, target: str, load_key: str, stage: str, rows: int) -> None:
+    """Record that `stage` (rows) is about to be published into `target` (qualified names)."""
+    insert = (
+        f"INSERT INTO {LEDGER} (target, load_key, stage, rows) VALUES "
+        f"({string_literal(target)}, {string_literal(load_key)}, {string_literal(stage)}, {int(rows)})"
+    )
+    try:
+        client.command(insert)
+    except ClickHouseError as error:
+        if not missing(error):
+            raise
+        client.command(f"CREATE DATABASE IF NOT EXISTS {LEDGER_DATABASE}")
+        client.command(LEDGER_DDL)
+        client.command(insert)
+
+
+def last_intent(client: Any, target: str, load_key: str) -> tuple[str, int] | None:
+    """(load's table, rows) of the newest intent of this load, or None when it never got that far."""
+    try:
+        row = client.query(
+            f"SELECT count(), argMax(stage, at), argMax(rows, at) FROM {LEDGER} "
+            "WHERE target = {t:String} AND load_key = {k:String}",
+            parameters={"t": target, "k": load_key},
+        ).result_rows[0]
+    except ClickHouseError as error:
+        if missing(error):
+            return None  # no ledger yet: nothing was ever published this way
+        raise
+    return (str(row[1]), int(row[2])) if row[0] else None
+
+
+def rows_left(client: Any, stage: str) -> int:
+    """Rows still in a load's table; 0 when it is gone."""
+    try:
+        return int(client.command(f"SELECT count() FROM {stage}"))
+    except ClickHouseError as error:
+        if missing(error):
+            return 0
+        raise
+
+
+def move_rows(client: Any, stage: str, target: str, engine: str) -> None:
+    """Every partition of the load's table into the target (each move is atomic), then the empty table
+    is dropped; a target that is not a MergeTree gets the rows by INSERT … SELECT."""
+    if "MergeTree" in engine:
+        database, table = _split(stage)
+        partitions = client.query(
+            "SELECT DISTINCT partition_id FROM system.parts "
+            "WHERE database = {db:String} AND table = {t:String} AND active",
+            parameters={"db": database or client.database or "default", "t": table},
+        ).result_rows
+        for (partition,) in partitions:
+            partition_sql = string_literal(partition)
+            client.command(f"ALTER TABLE {stage} MOVE PARTITION ID {partition_sql} TO TABLE {target}")
+    else:
+        client.command(f"INSERT INTO {target} SELECT * FROM {stage}")
+    client.command(f"DROP TABLE IF EXISTS {stage} SYNC")
+
+
+def finish_earlier_attempt(client: Any, target: str, load_key: str, engine: str) -> int | None:
+    """None when this load was never about to be published; else the rows it publishes now (0 when an
+    earlier attempt had published them, its rows when that attempt stopped before or while moving)."""
+    intent = last_intent(client, target, load_key)
+    if intent is None:
+        return None
+    stage, rows = intent
+    if rows_left(client, stage) == 0:
+        return 0
+    move_rows(client, stage, target, engine)
+    return rows
+
+
+def table_engine(client: Any, qualified: str) -> str:
+    database, table = _split(qualified)
+    rows = client.query(
+        "SELECT engine FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        parameters={"db": database or client.database or "default", "t": table},
+    ).result_rows
+    return str(rows[0][0]) if rows else ""
+
+
+def _split(qualified: str) -> tuple[str | None, str]:
+    parts = [p.strip("`") for p in qualified.split(".")]
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])

@@ -403,20 +403,21 @@ class TargetInfo:
     columns: list[tuple[str, str]]
     engine: str = ""
     comment: str = ""
+    partition_key: str = ""
 
 
 def _target_info(client: Any, target: Target) -> TargetInfo:
-    """Columns (name, type) in order, engine and comment of the target, in one query."""
-    table = "database = {db:String} AND name = {t:String}"
+    """Columns (name, type) in order, engine, comment and partition key of the target, in one query."""
     rows = client.query(
-        f"SELECT name, type, (SELECT any(engine) FROM system.tables WHERE {table}), "
-        f"(SELECT any(comment) FROM system.tables WHERE {table}) "
+        "SELECT name, type, (SELECT (any(engine), any(comment), any(partition_key)) FROM system.tables "
+        "WHERE database = {db:String} AND name = {t:String}) "
         "FROM system.columns WHERE database = {db:String} AND table = {t:String} ORDER BY position",
         parameters={"db": target.database or client.database or "default", "t": target.table},
     ).result_rows
     if not rows:
         return TargetInfo([])
-    return TargetInfo([(str(r[0]), str(r[1])) for r in rows], str(rows[0][2]), str(rows[0][3]))
+    engine, comment, partition_key = rows[0][2]
+    return TargetInfo([(str(r[0]), str(r[1])) for r in rows], str(engine), str(comment), str(partition_key))
 
 
 def _create_statement(
@@ -546,7 +547,7 @@ def _publish_once(
         if info.columns:
             publish.write_intent(client, name, load_key, stage, rows)
             published = True  # from here on the table is the intent's: only publishing removes it
-            publish.move_rows(client, stage, name, info.engine)
+            publish.move_rows(client, stage, name, info.engine, info.partition_key)
         else:
             try:
                 client.command(f"RENAME TABLE {stage} TO {name}")

@@ -82,22 +82,30 @@ def rows_left(client: Any, stage: str) -> int:
         raise
 
 
-def move_rows(client: Any, stage: str, target: str, engine: str) -> None:
+def move_rows(client: Any, stage: str, target: str, engine: str, partition_key: str | None = None) -> None:
     """Every partition of the load's table into the target (each move is atomic), then the empty table
-    is dropped; a target that is not a MergeTree gets the rows by INSERT … SELECT."""
+    is dropped; a target that is not a MergeTree gets the rows by INSERT … SELECT. `partition_key`
+    "" (known: not partitioned) saves looking the partitions up: there is only `all`."""
     if "MergeTree" in engine:
-        database, table = _split(stage)
-        partitions = client.query(
-            "SELECT DISTINCT partition_id FROM system.parts "
-            "WHERE database = {db:String} AND table = {t:String} AND active",
-            parameters={"db": database or client.database or "default", "t": table},
-        ).result_rows
+        partitions: list[Any] = [("all",)] if partition_key == "" else _partitions(client, stage)
         for (partition,) in partitions:
             partition_sql = string_literal(partition)
             client.command(f"ALTER TABLE {stage} MOVE PARTITION ID {partition_sql} TO TABLE {target}")
     else:
         client.command(f"INSERT INTO {target} SELECT * FROM {stage}")
-    client.command(f"DROP TABLE IF EXISTS {stage} SYNC")
+    # gone at once for every reader (Atomic database); its empty folder is removed in the background
+    client.command(f"DROP TABLE IF EXISTS {stage}")
+
+
+def _partitions(client: Any, stage: str) -> list[Any]:
+    database, table = _split(stage)
+    return list(
+        client.query(
+            "SELECT DISTINCT partition_id FROM system.parts "
+            "WHERE database = {db:String} AND table = {t:String} AND active",
+            parameters={"db": database or client.database or "default", "t": table},
+        ).result_rows
+    )
 
 
 def finish_earlier_attempt(client: Any, target: str, load_key: str, engine: str) -> int | None:

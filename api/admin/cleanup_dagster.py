@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from api.core import security
 from api.core.config import get_settings
 from api.dagster_client import DagsterClient, RunStatus
+from orchestration.lib.sql import split_qualified
 from orchestration.warehouse.credentials import PIPE_FOLDER
 
 logger = logging.getLogger("api.admin")
@@ -161,11 +162,6 @@ def temp_files(retention_hours: int, *, apply: bool) -> dict[str, Any]:
 # -- orphaned data -------------------------------------------------------------------------------
 
 
-def _split(qualified: str) -> tuple[str | None, str]:
-    parts = qualified.strip("`").split("`.`")
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
 def orphaned_data(session: Session, *, apply: bool) -> dict[str, Any]:
     """Warehouse tables loaded by pipelines that no longer exist (purged without their tables), their
     Dagster asset records, staging tables of loads that ended long ago, and compute-log folders of
@@ -188,7 +184,7 @@ def orphaned_data(session: Session, *, apply: bool) -> dict[str, Any]:
     for asset in orphan_assets:
         table = asset["metadata"].get("table")
         if table:
-            database, name = _split(table)
+            database, name = split_qualified(table)
             for t in (name, f"{name}__rejected"):
                 qualified = f"`{database}`.`{t}`" if database else f"`{t}`"
                 if qualified not in still_loaded:
@@ -199,7 +195,7 @@ def orphaned_data(session: Session, *, apply: bool) -> dict[str, Any]:
     try:
         default_db = warehouse.database or "default"
         for qualified in candidates:
-            database, name = _split(qualified)
+            database, name = split_qualified(qualified)
             rows = warehouse.query(
                 "SELECT database, name, coalesce(total_bytes, 0) FROM system.tables "
                 "WHERE database = {db:String} AND name = {t:String}",

@@ -20,6 +20,12 @@ def qualified_name(table: str, database: str | None = None) -> str:
     return f"{quote_identifier(database)}.{quote_identifier(table)}" if database else quote_identifier(table)
 
 
+def split_qualified(qualified: str) -> tuple[str | None, str]:
+    """(database, table) of a name made by qualified_name; database None when it has none."""
+    parts = qualified.strip("`").split("`.`")
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
 def table_swap_statements(table: str, staging: str, database: str | None = None) -> list[str]:
     """Publish a loaded staging table: readers see the old rows or the new ones, never an empty table."""
     target, stage = qualified_name(table, database), qualified_name(staging, database)

@@ -56,7 +56,7 @@ from orchestration.specs.pipeline import (
 from orchestration.warehouse import publish
 from orchestration.warehouse.resource import ClickHouseResource
 
-# how many recent insert blocks a created table remembers, so a repeated load id inserts nothing
+# how many recent insert blocks a created table remembers (the quarantine's inserts carry a token)
 DEDUP_WINDOW = 1000
 
 
@@ -159,9 +159,8 @@ def move_target(
                 # is the target's only input may feed that insert itself
                 direct = steps == [step_id]
                 piece = _extract(
-                    client, document, target, source, lookup, load_key, context, warehouse.url, columns,
-                    direct,
-                )  # fmt: skip
+                    client, document, target, source, lookup, load_key, context, warehouse.url, info, direct
+                )
                 staged.append(piece)
                 bodies[step_id] = piece.body
                 result.extraction_time_ms += piece.seconds * 1000
@@ -235,7 +234,7 @@ def _extract(
     load_key: str,
     context: MoveContext,
     warehouse_url: str,
-    target_columns: list[tuple[str, str]],
+    info: TargetInfo,
     direct: bool = False,
 ) -> StagedSource:
     config: ConnectorConfig | None = None
@@ -246,21 +245,16 @@ def _extract(
             raise ExtractError(f"source {source.id}: {error}") from None
     elif source.type is not SourceType.CLICKHOUSE:
         raise ExtractError(f"source {source.id}: a {source.type} source needs a connector_id")
-    name = qualified_name(target.table, target.database)
 
     def cursor() -> Any:
         # incremental: only rows past the largest cursor value the target already has
-        column = target.cursor_column or source.cursor_column
-        if target.mode is not LoadMode.INCREMENTAL or column is None or not target_columns:
-            return None
-        row = client.query(f"SELECT count(), max({quote_identifier(column)}) FROM {name}").result_rows[0]
-        return row[1] if row[0] else None
+        return info.cursor_bound[0] if info.cursor_bound is not None else None
 
     def structure() -> str | None:
         # a file loaded straight into an existing table is read with that table's types
         if document.input_of(target) != source.id or target.mode is LoadMode.REPLACE:
             return None
-        return ", ".join(f"{quote_identifier(n)} {t}" for n, t in target_columns) or None
+        return ", ".join(f"{quote_identifier(n)} {t}" for n, t in info.columns) or None
 
     def rejects_path() -> str:
         folder = _rejects_folder()
@@ -404,6 +398,8 @@ class TargetInfo:
     engine: str = ""
     comment: str = ""
     partition_key: str = ""
+    # incremental into an existing table: (value, text, type) of the largest cursor value it holds
+    cursor_bound: tuple[Any, str, str] | None = None
 
 
 def _target_info(client: Any, target: Target) -> TargetInfo:
@@ -417,7 +413,17 @@ def _target_info(client: Any, target: Target) -> TargetInfo:
     if not rows:
         return TargetInfo([])
     engine, comment, partition_key = rows[0][2]
-    return TargetInfo([(str(r[0]), str(r[1])) for r in rows], str(engine), str(comment), str(partition_key))
+    bound = None
+    if target.mode is LoadMode.INCREMENTAL and target.cursor_column:
+        # read once: the source's pushed-down predicate and the load's own filter both use it
+        cursor = quote_identifier(target.cursor_column)
+        name = qualified_name(target.table, target.database)
+        count, value, text, type_name = client.query(
+            f"SELECT count(), max({cursor}), toString(max({cursor})), toTypeName(max({cursor})) FROM {name}"
+        ).result_rows[0]
+        bound = (value, str(text), str(type_name)) if count and text is not None else None
+    columns = [(str(r[0]), str(r[1])) for r in rows]
+    return TargetInfo(columns, str(engine), str(comment), str(partition_key), bound)
 
 
 def _create_statement(
@@ -533,8 +539,8 @@ def _publish_once(
     if info.columns:
         # OR REPLACE: an earlier attempt's table, never published, is replaced
         client.command(f"CREATE OR REPLACE TABLE {stage} AS {name}")
-        if target.mode is LoadMode.INCREMENTAL:
-            select = _past_the_cursor(client, select, target, name)
+        if info.cursor_bound is not None:
+            select = _past_the_cursor(select, target, info.cursor_bound)
     else:
         client.command(_create_statement(stage, target, select, replace=True, comment=_load_marker(load_key)))
     published = False
@@ -573,16 +579,12 @@ def _load_table(target: Target, load_key: str, suffix: str = "") -> str:
     return qualified_name(f"{target.table}__load_{load_key}{suffix}", target.database)
 
 
-def _past_the_cursor(client: Any, select: str, target: Target, name: str) -> str:
+def _past_the_cursor(select: str, target: Target, bound: tuple[Any, str, str]) -> str:
     """Incremental: the state is the target itself, rows past the largest cursor value already loaded
-    (read here, so that the insert reads nothing but the source)."""
+    (a literal, so that the insert reads nothing but the source)."""
     assert target.cursor_column is not None
+    _, last, last_type = bound
     cursor = quote_identifier(target.cursor_column)
-    count, last, last_type = client.query(
-        f"SELECT count(), toString(max({cursor})), toTypeName(max({cursor})) FROM {name}"
-    ).result_rows[0]
-    if not count or last is None:
-        return select
     return f"SELECT * FROM ({select}) WHERE {cursor} > CAST({string_literal(last)} AS {last_type})"
 
 

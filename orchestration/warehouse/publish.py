@@ -19,9 +19,11 @@ from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from orchestration.lib.sql import qualified_name, string_literal
+from orchestration.lib.sql import qualified_name, split_qualified, string_literal
 
-LEDGER_DATABASE = "aetl_staging"
+# its own database: aetl_staging holds disposable tables (the orphaned-data clean-up drops old ones),
+# while an intent must outlive any retry of its load
+LEDGER_DATABASE = "aetl_loads"
 LEDGER = qualified_name("load_ledger", LEDGER_DATABASE)
 LEDGER_DDL = (
     f"CREATE TABLE IF NOT EXISTS {LEDGER} (target String, load_key String, stage String, rows UInt64, "
@@ -98,7 +100,7 @@ def move_rows(client: Any, stage: str, target: str, engine: str, partition_key: 
 
 
 def _partitions(client: Any, stage: str) -> list[Any]:
-    database, table = _split(stage)
+    database, table = split_qualified(stage)
     return list(
         client.query(
             "SELECT DISTINCT partition_id FROM system.parts "
@@ -122,14 +124,9 @@ def finish_earlier_attempt(client: Any, target: str, load_key: str, engine: str)
 
 
 def table_engine(client: Any, qualified: str) -> str:
-    database, table = _split(qualified)
+    database, table = split_qualified(qualified)
     rows = client.query(
         "SELECT engine FROM system.tables WHERE database = {db:String} AND name = {t:String}",
         parameters={"db": database or client.database or "default", "t": table},
     ).result_rows
     return str(rows[0][0]) if rows else ""
-
-
-def _split(qualified: str) -> tuple[str | None, str]:
-    parts = [p.strip("`") for p in qualified.split(".")]
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])

@@ -36,8 +36,7 @@ DAILY_SALES_SQL = (
     "SELECT date AS day, sum(amount) AS total_amount, count() AS transactions "
     "FROM source_1 WHERE amount > 0 GROUP BY day"
 )
-# staging tables of loads (the load ledger lives beside them and stays)
-STAGING_TABLES = "SELECT count() FROM system.tables WHERE database = 'aetl_staging' AND name != 'load_ledger'"
+STAGING_TABLES = "SELECT count() FROM system.tables WHERE database = 'aetl_staging'"
 PG_DAILY_SALES = (
     "SELECT date, sum(amount), count(*) FROM transactions WHERE amount > 0 GROUP BY date ORDER BY date"
 )

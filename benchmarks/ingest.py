@@ -7,13 +7,15 @@ Starts the embedded warehouse (`python -m orchestration.warehouse.server`) on a 
 temporary data folder (its imports folder is the file root), then for each source:
 - CSV (8 columns of sales data): native = the warehouse's own `INSERT … SELECT FROM file(...)` into
   a MergeTree table; ours = `move_target` with a CSV connector, once per mode of `--csv-modes`:
-  `append` into a new table (its types inferred), `append-existing` into a table that already holds
-  the same rows (the file is read with that table's types; rows that do not fit are quarantined);
+  `append` into a new table (its types inferred), `append-declared` into a new table with the
+  column types declared in the source (`options.columns`), `append-existing` into a table that
+  already holds the same rows (the file is read with that table's types; rows that do not fit are
+  quarantined);
 - PostgreSQL (the same rows in a table): native = `COPY (SELECT …) TO STDOUT` alone, read by psycopg
   and thrown away; ours = `move_target` with a PostgreSQL connector into the warehouse, once per
-  load mode of `--modes`: `append` into a new table and `replace` stream straight into a fresh
-  table that is renamed or swapped in; `append-existing` (a table already holding the rows) stages
-  the stream first, as an insert into a live table is not atomic across blocks.
+  load mode of `--modes`: `append` into a new table, `append-existing` into a table already holding
+  the rows, `replace`; each streams straight into the load's own table, which is then renamed,
+  moved (MOVE PARTITION) or swapped in.
 For the `-existing` modes the worker first loads the same rows with another load id, before its clock.
 After its clock the worker runs the same load id once more (a retried run) and reports the rows that
 wrote (must be 0) and the rows in the table.
@@ -21,8 +23,9 @@ Each `move_target` runs in a child process (a run worker's stand-in) whose peak 
 the modules it imports on first use are loaded before its clock starts.
 Prints rows/s, the ratio to native and the peak RSS; best of --repeat. The CSV native baseline
 is measured twice: into declared types (UInt16, non-Nullable), and into the types the warehouse
-infers from the file (Nullable Int64 …), which is what a new table from an unknown file gets.
-"""
+infers from the file (Nullable Int64 …), which is what a new table from an undeclared file gets
+(and so the table of `append-existing`, made by such a load). The ratio against the baseline with
+the same column types as the mode's table is marked "like for like"."""
 
 from __future__ import annotations
 
@@ -48,6 +51,8 @@ sys.path.insert(0, str(REPO_ROOT))
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 # the warehouse started here, its clients and the workers share one generated password
 os.environ.setdefault("CLICKHOUSE_PASSWORD", uuid.uuid4().hex)
+DECLARED = "file() → declared types"
+INFERRED = "file() → inferred types"
 COLUMNS = (
     "id UInt64, order_date Date, customer_id UInt32, product String, region String, "
     "quantity UInt16, unit_price Float64, amount Float64"
@@ -166,17 +171,20 @@ def worker(args: argparse.Namespace) -> None:
         def warning(self, msg: str, *a: object, **k: object) -> None:
             print(msg, file=sys.stderr)
 
+    base_mode, *flags = args.mode.split("-")
     if args.worker == "csv":
         connector = parse_connector_config("csv", {"path": ""})
         source = {"id": "source_1", "connector_id": "conn_bench", "type": "csv", "path": args.path}
+        if "declared" in flags:
+            source["options"] = {"columns": dict(c.strip().split(" ", 1) for c in COLUMNS.split(","))}
     else:
         connector = parse_connector_config(
             "postgresql", {"host": "127.0.0.1", "database": args.pg_database, "username": "postgres"}
         )
         source = {"id": "source_1", "connector_id": "conn_bench", "table": "sales"}
     table = f"ours_{uuid.uuid4().hex[:8]}"
-    existing = args.mode.endswith("-existing")
-    target = {"table": table, "mode": args.mode.removesuffix("-existing")}
+    existing = "existing" in flags
+    target = {"table": table, "mode": base_mode}
     doc = PipelineDocument.parse({"name": "bench", "sources": [source], "targets": [target]})
     warehouse = ClickHouseResource(url=args.warehouse)
     if existing:
@@ -232,9 +240,15 @@ def run_worker(kind: str, warehouse: str, data_dir: Path, **extra: str) -> dict[
     return dict(json.loads(output.stdout.strip().splitlines()[-1]))
 
 
-def report(name: str, rows: int, natives: dict[str, float], ours: dict[str, object]) -> None:
+def report(
+    name: str, rows: int, natives: dict[str, float], ours: dict[str, object], like: str | None = None
+) -> None:
+    """`like`: the native baseline whose table has the same column types as this mode's."""
     seconds = float(ours["seconds"])  # type: ignore[arg-type]
-    ratios = ", ".join(f"{native / seconds:.2f} vs {label}" for label, native in natives.items())
+    ratios = ", ".join(
+        f"{native / seconds:.2f} vs {label}" + (" (like for like)" if label == like else "")
+        for label, native in natives.items()
+    )
     print(
         f"{name:<20} move_target {rows / seconds / 1e6:6.2f} M rows/s via {ours['path']} | ratio {ratios} | "
         f"peak RSS of the worker {float(ours['peak_rss_mb']):7.1f} MB "  # type: ignore[arg-type]
@@ -265,7 +279,10 @@ def measure(
         print(f"{kind:<20} native {label}: {args.rows / seconds / 1e6:6.2f} M rows/s")
     for mode, results in ours.items():
         best = min(results, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
-        report(f"{'pg' if kind == 'postgres' else kind} {mode}", args.rows, best_native, best)
+        like = None
+        if kind == "csv":
+            like = DECLARED if "declared" in mode else INFERRED
+        report(f"{'pg' if kind == 'postgres' else kind} {mode}", args.rows, best_native, best, like)
 
 
 def main() -> None:
@@ -281,7 +298,9 @@ def main() -> None:
     parser.add_argument(
         "--modes", default="append,append-existing,replace", help="PostgreSQL: load modes to measure"
     )
-    parser.add_argument("--csv-modes", default="append,append-existing", help="CSV: load modes to measure")
+    parser.add_argument(
+        "--csv-modes", default="append,append-declared,append-existing", help="CSV: load modes to measure"
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -298,8 +317,8 @@ def main() -> None:
         try:
             if args.only in (None, "csv"):
                 natives = {
-                    "file() → declared types": lambda: native_csv(url, csv_path),
-                    "file() → inferred types": lambda: native_csv(url, csv_path, inferred=True),
+                    DECLARED: lambda: native_csv(url, csv_path),
+                    INFERRED: lambda: native_csv(url, csv_path, inferred=True),
                 }
                 measure(
                     "csv", args, natives,

@@ -427,19 +427,27 @@ def _target_info(client: Any, target: Target) -> TargetInfo:
 
 
 def _create_statement(
-    name: str, target: Target, select: str, *, replace: bool = False, comment: str | None = None
+    name: str,
+    target: Target,
+    select: str,
+    *,
+    replace: bool = False,
+    comment: str | None = None,
+    fill: str | None = None,
 ) -> str:
     """The target's table (its engine and sort key, the columns of `select`); `replace`: CREATE OR
-    REPLACE instead of IF NOT EXISTS."""
+    REPLACE instead of IF NOT EXISTS. Empty, or with `fill` (the insert's settings, maybe "") filled by
+    `select` in the same statement."""
     order = target.order_by or target.merge_keys
     order_sql = f"({', '.join(quote_identifier(c) for c in order)})" if order else "tuple()"
     engine = "ReplacingMergeTree" if target.mode is LoadMode.MERGE else "MergeTree"
     create = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
+    body = f"EMPTY AS {select}" if fill is None else f"AS {select}" + (f" SETTINGS {fill}" if fill else "")
     return (
         f"{create} {name} ENGINE = {engine} ORDER BY {order_sql} "
         f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}, allow_nullable_key = 1 "
         + (f"COMMENT {string_literal(comment)} " if comment else "")
-        + f"EMPTY AS {select}"
+        + body
     )
 
 
@@ -478,9 +486,11 @@ def _load_select(
         staging_table = f"{target.table}__staging_{uuid.uuid4().hex[:8]}"
         staging = qualified_name(staging_table, target.database)
         client.command(_create_statement(name, target, select))
-        client.command(_create_statement(staging, target, select))
         try:
-            summary = _insert_fed(client, staging, select, extra, feeds)
+            # OR REPLACE fills a table of its own and renames it: the staging table appears whole
+            summary = _fed(
+                client, _create_statement(staging, target, select, replace=True, fill=extra), feeds
+            )
             for statement in table_swap_statements(target.table, staging_table, target.database):
                 client.command(statement)
         except BaseException:
@@ -536,16 +546,22 @@ def _publish_once(
 ) -> Any:
     name = qualified_name(target.table, target.database)
     stage = _load_table(target, load_key)
-    if info.columns:
-        # OR REPLACE: an earlier attempt's table, never published, is replaced
-        client.command(f"CREATE OR REPLACE TABLE {stage} AS {name}")
-        if info.cursor_bound is not None:
-            select = _past_the_cursor(select, target, info.cursor_bound)
-    else:
-        client.command(_create_statement(stage, target, select, replace=True, comment=_load_marker(load_key)))
+    if info.cursor_bound is not None:
+        select = _past_the_cursor(select, target, info.cursor_bound)
     published = False
     try:
-        summary = _insert_fed(client, stage, select, extra, feeds)
+        if info.columns:
+            # OR REPLACE: an earlier attempt's table, never published, is replaced
+            client.command(f"CREATE OR REPLACE TABLE {stage} AS {name}")
+            summary = _fed(
+                client, f"INSERT INTO {stage} {select}" + (f" SETTINGS {extra}" if extra else ""), feeds
+            )
+        else:
+            # a first load: its table is created filled (and carries the load's mark)
+            create = _create_statement(
+                stage, target, select, replace=True, comment=_load_marker(load_key), fill=extra
+            )
+            summary = _fed(client, create, feeds)
         if target.mode is LoadMode.MERGE:
             # one row per key within the load, the last loaded winning
             client.command(f"OPTIMIZE TABLE {stage} FINAL")
@@ -602,9 +618,10 @@ def _republish_into_existing(
     publish.move_rows(client, copy, name, engine)
 
 
-def _insert_fed(client: Any, table: str, select: str, settings: str, feeds: list[PipeFeed] | None) -> Any:
-    """`INSERT INTO table <select>`, with the streamed sources' writers feeding their pipes meanwhile."""
+def _fed(client: Any, statement: str, feeds: list[PipeFeed] | None) -> Any:
+    """Run `statement` (an insert, or a create filled by a select), with the streamed sources' writers
+    feeding their pipes meanwhile."""
     with contextlib.ExitStack() as feeding:
         for feed in feeds or []:
             feeding.enter_context(feed.feeding())
-        return client.command(f"INSERT INTO {table} {select}" + (f" SETTINGS {settings}" if settings else ""))
+        return client.command(statement)

@@ -38,9 +38,7 @@ MISSING_MARKS = ("UNKNOWN_TABLE", "UNKNOWN_DATABASE", "doesn't exist", "does not
 def missing(error: ClickHouseError) -> bool:
     """The error says a table or database does not exist."""
     text = str(error)
-    return any(
-        code in text for code in ("UNKNOWN_TABLE", "UNKNOWN_DATABASE", "doesn't exist", "does not exist")
-    )
+    return any(mark in text for mark in MISSING_MARKS)
 
 
 def write_intent(client: Any, target: str, load_key: str, stage: str, rows: int) -> None:

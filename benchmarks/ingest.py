@@ -22,6 +22,10 @@ After its clock the worker runs the same load id once more (a retried run) and r
 wrote (must be 0) and the rows in the table.
 Each `move_target` runs in a child process (a run worker's stand-in) whose peak RSS is reported;
 the modules it imports on first use are loaded before its clock starts.
+The native baselines run in a fresh process too, started like the worker (the same imports), so
+the warehouse has sat idle for as long before each of them: after 3 s idle the same native insert
+is 10–36 ms slower than right after other work (`--natives-in-process` measures them the old way,
+from this process between the workers).
 Prints rows/s, the ratio to native and the peak RSS; best of --repeat. The CSV native baseline
 is measured twice: into declared types (UInt16, non-Nullable), and into the types the warehouse
 infers from the file (Nullable Int64 …), which is what a new table from an undeclared file gets
@@ -165,6 +169,16 @@ def worker(args: argparse.Namespace) -> None:
     from orchestration.specs.pipeline import PipelineDocument
     from orchestration.warehouse.resource import ClickHouseResource
 
+    if args.native:
+        # the native baseline from a process started like the worker (same imports, so the warehouse has
+        # sat idle for as long), the clock around its one statement only
+        if args.native == "copy":
+            seconds = native_copy(f"{PG_SERVER}/{args.pg_database}")
+        else:
+            seconds = native_csv(args.warehouse, Path(args.path), inferred=args.native == "inferred")
+        print(json.dumps({"seconds": seconds}))
+        return
+
     class Log:
         def info(self, msg: str, *a: object, **k: object) -> None:
             print(msg, file=sys.stderr)
@@ -245,6 +259,11 @@ def run_worker(kind: str, warehouse: str, data_dir: Path, **extra: str) -> dict[
     return dict(json.loads(output.stdout.strip().splitlines()[-1]))
 
 
+def native_worker(kind: str, warehouse: str, data_dir: Path, **extra: str) -> Callable[[], float]:
+    """A native baseline measured by a fresh worker process (see worker())."""
+    return lambda: float(run_worker(kind, warehouse, data_dir, **extra)["seconds"])  # type: ignore[arg-type]
+
+
 def report(
     name: str, rows: int, natives: dict[str, float], ours: dict[str, object], like: str | None = None
 ) -> None:
@@ -257,7 +276,7 @@ def report(
     print(
         f"{name:<20} move_target {rows / seconds / 1e6:6.2f} M rows/s via {ours['path']} | ratio {ratios} | "
         f"peak RSS of the worker {float(ours['peak_rss_mb']):7.1f} MB "  # type: ignore[arg-type]
-        f"(its largest child {float(ours['child_peak_rss_mb']):5.1f} MB, counted by Linux from the "
+        f"(its largest child {float(ours['child_peak_rss_mb']):5.1f} MB, counted by Linux from the "  # type: ignore[arg-type]
         f"memory shared at fork) | the same load id again wrote "
         f"{ours['retry_rows_written']} rows, {ours['rows_in_table']} in the table"
     )
@@ -301,6 +320,12 @@ def main() -> None:
     parser.add_argument("--path")
     parser.add_argument("--pg-database")
     parser.add_argument("--mode", default="append", help="the worker's load mode")
+    parser.add_argument("--native", choices=["declared", "inferred", "copy"], help="the worker: a baseline")
+    parser.add_argument(
+        "--natives-in-process",
+        action="store_true",
+        help="run the native baselines from this process (right after other work) instead of a fresh one",
+    )
     parser.add_argument(
         "--modes", default="append,append-existing,replace", help="PostgreSQL: load modes to measure"
     )
@@ -326,6 +351,11 @@ def main() -> None:
                     DECLARED: lambda: native_csv(url, csv_path),
                     INFERRED: lambda: native_csv(url, csv_path, inferred=True),
                 }
+                if not args.natives_in_process:
+                    natives = {
+                        label: native_worker("csv", url, data_dir, native=kind, path=str(csv_path))
+                        for label, kind in ((DECLARED, "declared"), (INFERRED, "inferred"))
+                    }
                 measure(
                     "csv", args, natives,
                     {m: {"path": "sales.csv", "mode": m} for m in args.csv_modes.split(",")}, url, data_dir,
@@ -338,10 +368,12 @@ def main() -> None:
                 try:
                     load_postgres(pg_url, csv_path)
                     modes = {m: {"pg_database": database, "mode": m} for m in args.modes.split(",")}
-                    measure(
-                        "postgres", args, {"COPY … TO STDOUT alone": lambda: native_copy(pg_url)}, modes,
-                        url, data_dir,
-                    )  # fmt: skip
+                    copy = (
+                        (lambda: native_copy(pg_url))
+                        if args.natives_in_process
+                        else native_worker("postgres", url, data_dir, native="copy", pg_database=database)
+                    )
+                    measure("postgres", args, {"COPY … TO STDOUT alone": copy}, modes, url, data_dir)
                 finally:
                     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
                         conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

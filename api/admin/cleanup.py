@@ -90,7 +90,11 @@ def estimate(
         found = cleanup_dagster.orphaned_data(session, apply=False)
         rows, files = len(found["tables"]) + len(found["assets"]), found["files"]
         size = found["table_bytes"] + found["file_bytes"]
-        retention |= {"tables": found["tables"], "assets": found["assets"]}
+        retention |= {
+            "tables": found["tables"],
+            "assets": found["assets"],
+            "pending_loads": found["pending_loads"],
+        }
     return {
         "cleanup_type": cleanup_type.replace("-", "_"),
         "estimated_records": rows,
@@ -201,6 +205,8 @@ def cleanup_orphaned_data(session: Session, actor: User | None) -> dict[str, Any
         "assets_wiped": found["assets"],
         "files_deleted": found["files"],
         "affected_tables": found["tables"],
+        # kept: a retry of their load publishes them (publish.abandoned_load_tables)
+        "pending_loads": found["pending_loads"],
         "space_freed_mb": mb(freed),
         "space_freed_bytes": freed,
     }

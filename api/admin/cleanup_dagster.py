@@ -164,11 +164,13 @@ def temp_files(retention_hours: int, *, apply: bool) -> dict[str, Any]:
 
 def orphaned_data(session: Session, *, apply: bool) -> dict[str, Any]:
     """Warehouse tables loaded by pipelines that no longer exist (purged without their tables), their
-    Dagster asset records, staging tables of loads that ended long ago, and compute-log folders of
-    runs Dagster no longer has."""
+    Dagster asset records, staging tables of loads that ended long ago, the own tables of loads that
+    stopped before publishing a day ago or more (publish.abandoned_load_tables), and compute-log
+    folders of runs Dagster no longer has."""
     from api.pipelines.deletion import live_target_tables
     from api.pipelines.models import Pipeline
     from orchestration.specs.pipeline_plan import dagster_name
+    from orchestration.warehouse import publish
     from orchestration.warehouse.client import get_client
 
     client = dagster()
@@ -208,6 +210,11 @@ def orphaned_data(session: Session, *, apply: bool) -> dict[str, Any]:
             parameters={"db": STAGING_DATABASE, "age": int(STAGING_MAX_AGE.total_seconds())},
         ).result_rows
         tables.extend((str(r[0]), str(r[1]), int(r[2])) for r in staging)
+        # the tables of loads and imports that stopped before publishing and were never retried
+        abandoned, pending_loads = publish.abandoned_load_tables(
+            warehouse, int(STAGING_MAX_AGE.total_seconds())
+        )
+        tables.extend(abandoned)
         if apply:
             for database, name, _ in tables:
                 warehouse.command(f"DROP TABLE IF EXISTS `{database}`.`{name}` SYNC")
@@ -237,6 +244,8 @@ def orphaned_data(session: Session, *, apply: bool) -> dict[str, Any]:
         "tables": [f"{d}.{n}" for d, n, _ in tables],
         "table_bytes": sum(b for _, _, b in tables),
         "assets": ["/".join(a["path"]) for a in orphan_assets],
+        # load tables that an intent names and that still hold rows: a retry of their load publishes them
+        "pending_loads": pending_loads,
         "files": files,
         "file_bytes": size,
         "folders": [p.name for p in orphan_folders],

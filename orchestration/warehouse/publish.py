@@ -128,3 +128,50 @@ def table_engine(client: Any, qualified: str) -> str:
         parameters={"db": database or client.database or "default", "t": table},
     ).result_rows
     return str(rows[0][0]) if rows else ""
+
+
+# The tables a load or an import fills before publishing them (see orchestration.movement.engine and
+# orchestration.storage.importer): `<table>__load_<load key>` (`_2`: a first load that raced another),
+# `<table>__staging_<8 hex>` (a replace) and `<table>__import_<10 hex>` (a file import).
+LOAD_TABLE_PATTERN = r"__(load_[0-9a-f]{12}(_2)?|staging_[0-9a-f]{8}|import_[0-9a-f]{10})$"
+NOT_USER_DATABASES = ("system", "INFORMATION_SCHEMA", "information_schema", LEDGER_DATABASE)
+
+
+def abandoned_load_tables(
+    client: Any, older_than_seconds: int
+) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """Load tables left behind by attempts that stopped and were never retried, unchanged for
+    `older_than_seconds`: ([(database, name, bytes)] safe to drop, [database.name] kept). A table
+    that an intent in the ledger names and that still holds rows is kept: its load decided to
+    publish it, and a retry of that load finishes the move. Every other one was never going to be
+    published as it is (a retry replaces it) or was published already (it is empty)."""
+    rows = client.query(
+        "SELECT database, name, coalesce(total_bytes, 0), coalesce(total_rows, 0) FROM system.tables "
+        "WHERE database NOT IN {skip:Array(String)} AND match(name, {pattern:String}) "
+        "AND NOT is_temporary AND metadata_modification_time <= now() - toIntervalSecond({age:UInt32})",
+        parameters={
+            "skip": list(NOT_USER_DATABASES),
+            "pattern": LOAD_TABLE_PATTERN,
+            "age": older_than_seconds,
+        },
+    ).result_rows
+    if not rows:
+        return [], []
+    try:
+        intents = {str(r[0]) for r in client.query(f"SELECT DISTINCT stage FROM {LEDGER}").result_rows}
+    except ClickHouseError as error:
+        if not missing(error):
+            raise
+        intents = set()
+    default_db = client.database or "default"
+    drop: list[tuple[str, str, int]] = []
+    kept: list[str] = []
+    for database, name, size, count in rows:
+        names = {qualified_name(str(name), str(database))}
+        if database == default_db:
+            names.add(qualified_name(str(name)))  # an intent written without the database
+        if names & intents and int(count) > 0:
+            kept.append(f"{database}.{name}")
+        else:
+            drop.append((str(database), str(name), int(size)))
+    return drop, kept

@@ -180,7 +180,7 @@ def move_target(
         for piece in staged:
             settings.update(piece.insert_settings)
         feeds = [feed for piece in staged for feed in piece.feeds]
-        _load_select(select, target, load_key, client, result, settings, feeds, info)
+        _load_select(select, target, load_key, client, result, settings, feeds, info, context.log)
         result.rows_read = _rows_read(staged, result)
         result.bytes_read = sum(p.bytes_read for p in staged) or result.bytes_read
         for piece in staged:
@@ -468,6 +468,7 @@ def _load_select(
     settings: dict[str, Any] | None,
     feeds: list[PipeFeed] | None,
     info: TargetInfo,
+    log: Log,
 ) -> None:
     """Load `select` into the target in its mode; `info`: the target as the move found it.
 
@@ -498,7 +499,7 @@ def _load_select(
             raise
         result.rows_written = _summary_int(summary, "written_rows")
     else:
-        summary = _publish_once(client, select, target, load_key, extra, feeds, result, info)
+        summary = _publish_once(client, select, target, load_key, extra, feeds, result, info, log)
     result.rows_read = _summary_int(summary, "read_rows")
     result.bytes_read = _summary_int(summary, "read_bytes")
     result.loading_time_ms = (time.perf_counter() - started) * 1000
@@ -507,7 +508,9 @@ def _load_select(
 # Append, incremental and merge loads publish each load id once. The load fills a table of its own,
 # `<table>__load_<load key>`, named by the load so that a retry finds what an earlier attempt left.
 # - A first load creates that table with the comment `aetl load <load key>` and renames it into place
-#   (atomic): a later attempt that finds the target carrying its comment writes nothing.
+#   (atomic): a later attempt that finds the target carrying its comment writes nothing. After the
+#   rename it also writes an intent whose table is gone (read as published), for a retry that comes
+#   after a rebuild of the table lost the comment.
 # - A load into an existing table is published through the ledger (orchestration.warehouse.publish:
 #   an intent, then ALTER TABLE … MOVE PARTITION); a later attempt finishes or skips it.
 # Renames and moves run inside the warehouse, whatever happens to the run worker meanwhile.
@@ -543,6 +546,7 @@ def _publish_once(
     feeds: list[PipeFeed] | None,
     result: MoveResult,
     info: TargetInfo,
+    log: Log,
 ) -> Any:
     name = qualified_name(target.table, target.database)
     stage = _load_table(target, load_key)
@@ -581,6 +585,8 @@ def _publish_once(
                 # another load created the target meanwhile: this load goes in like any append
                 published = True
                 _republish_into_existing(client, target, load_key, stage, rows, now.engine)
+            else:
+                _record_first_load(client, name, load_key, stage, rows, log)
         if target.mode is LoadMode.MERGE:
             client.command(f"OPTIMIZE TABLE {name} FINAL")
         result.rows_written = rows
@@ -589,6 +595,16 @@ def _publish_once(
         if not published:
             with contextlib.suppress(ClickHouseError):
                 client.command(f"DROP TABLE IF EXISTS {stage} SYNC")
+
+
+def _record_first_load(client: Any, name: str, load_key: str, stage: str, rows: int, log: Log) -> None:
+    """A first load's second record, besides the target's comment (which a rebuild of the table loses):
+    an intent whose table is gone, which a retry reads as published. The rows are in already: failing
+    to write it costs only that second record."""
+    try:
+        publish.write_intent(client, name, load_key, stage, rows)
+    except ClickHouseError as error:
+        log.warning(f"{name}: load {load_key} published; its ledger record failed: {_first_line(error)}")
 
 
 def _load_table(target: Target, load_key: str, suffix: str = "") -> str:

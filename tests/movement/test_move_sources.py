@@ -196,6 +196,11 @@ def test_a_first_load_is_written_once_and_appears_whole_or_not_at_all(
     again = run(doc, context, warehouse)
     assert again.path == "already_published" and again.rows_written == 0
     assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2000 and wh.command(leftovers) == 0
+    # the comment is not the only record: with the table's comment gone (a rebuild), the ledger knows
+    wh.command(f"ALTER TABLE {target_db}.tx MODIFY COMMENT ''")
+    rebuilt = run(doc, context, warehouse)
+    assert rebuilt.path == "already_published" and rebuilt.rows_written == 0
+    assert wh.command(f"SELECT count() FROM {target_db}.tx") == 2000 and wh.command(leftovers) == 0
 
     # another load created the target between this load's look and its rename: the rows go in from
     # the fresh table, once

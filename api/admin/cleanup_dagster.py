@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from api.core import security
 from api.core.config import get_settings
 from api.dagster_client import DagsterClient, RunStatus
-from orchestration.lib.sql import split_qualified
+from orchestration.lib.sql import qualified_name, split_qualified
 from orchestration.warehouse.credentials import PIPE_FOLDER
 
 logger = logging.getLogger("api.admin")
@@ -217,7 +217,8 @@ def orphaned_data(session: Session, *, apply: bool) -> dict[str, Any]:
         tables.extend(abandoned)
         if apply:
             for database, name, _ in tables:
-                warehouse.command(f"DROP TABLE IF EXISTS `{database}`.`{name}` SYNC")
+                # names come from system.tables (any characters): quoted, never pasted in
+                warehouse.command(f"DROP TABLE IF EXISTS {qualified_name(name, database)} SYNC")
     finally:
         warehouse.close()
 

@@ -15,12 +15,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import httpx
 
 from api.core.config import REPO_ROOT, Settings
+from orchestration.dagster_home import workspace_locations
 from orchestration.lib.pg import drop_pg_database
 from orchestration.stack import SERVICES, Stack
 from orchestration.warehouse.credentials import ensure_platform_password, platform_user
@@ -37,25 +38,33 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def free_port() -> int:
-    """A free port outside the kernel's ephemeral range.
+def free_port(span: int = 1, avoid: Collection[int] = ()) -> int:
+    """The first of `span` consecutive free ports outside the kernel's ephemeral range (none in `avoid`).
 
     A port the kernel hands out (bind to 0) can be handed out again to anyone's outgoing connection
-    or to a code server's gRPC child before our server binds it; below the range it cannot.
+    or to a code server's gRPC child before our server binds it; below the range it cannot. The code
+    servers take one port each from a base: ask for as many as there are code locations.
     """
     low, _ = _ephemeral_range()
     for _ in range(200):
-        port = random.randrange(20000, min(low, 32000))
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        port = random.randrange(20000, min(low, 32000) - span)
+        wanted = range(port, port + span)
+        if any(p in avoid for p in wanted) or not all(_bindable(p) for p in wanted):
+            continue
         with socket.socket() as probe:
-            # the code servers take consecutive ports: keep the next one free too
-            if probe.connect_ex(("127.0.0.1", port + 1)) != 0:
+            # nothing may listen right after the range either (another stack's next code server)
+            if probe.connect_ex(("127.0.0.1", port + span)) != 0:
                 return port
     raise RuntimeError("no free port found below the ephemeral range")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def warehouse_auth() -> tuple[str, str]:
@@ -78,12 +87,19 @@ def unique_pg_url(prefix: str) -> str:
 
 def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
     """Test settings on free ports, a data folder and databases of their own."""
+    taken: list[int] = []
+
+    def port(span: int = 1) -> int:  # distinct from the ports this stack already took
+        first = free_port(span, avoid=taken)
+        taken.extend(range(first, first + span))
+        return first
+
     values: dict[str, object] = {
         "AETL_ENV": "test",
-        "API_PORT": free_port(),
-        "DAGSTER_PORT": free_port(),
-        "DAGSTER_CODE_SERVER_PORT": free_port(),
-        "CLICKHOUSE_HTTP_PORT": free_port(),
+        "API_PORT": port(),
+        "DAGSTER_PORT": port(),
+        "DAGSTER_CODE_SERVER_PORT": port(len(workspace_locations())),
+        "CLICKHOUSE_HTTP_PORT": port(),
         "AETL_DATA_DIR": data_dir,
         "DATABASE_URL": unique_pg_url("aetl_test").replace("postgresql://", "postgresql+psycopg://"),
         "DAGSTER_PG_URL": unique_pg_url("aetl_dagster_test"),

@@ -55,6 +55,15 @@ def healthy(api_url: str) -> bool:
         return False
 
 
+def supervisor_story(log_path: Path) -> str:
+    """The supervisor's own lines (what started, what died, why it stopped), then the log's tail.
+
+    The tail alone is mostly the children's shutdown chatter and hides the line that matters."""
+    text = log_path.read_text(errors="replace")
+    own = [line for line in text.splitlines() if line.startswith("[stack ")]
+    return "supervisor:\n" + "\n".join(own) + "\n--- log tail ---\n" + text[-2500:]
+
+
 def start_supervisor(settings: Settings, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
     """`python -m orchestration.stack run`, exactly what `make run` executes."""
     env = child_env(settings)
@@ -85,7 +94,7 @@ def test_run_starts_everything_and_a_dying_component_stops_it_all_cleanly(
             # /health/detailed spends the anonymous budget (100/min): poll it under that rate
             up = lambda: healthy(api_url) or supervisor.poll() is not None  # noqa: E731
             wait_for(up, 240, "stack healthy", interval=0.8)
-            assert supervisor.poll() is None, log_path.read_text()[-3000:]
+            assert supervisor.poll() is None, supervisor_story(log_path)
             assert httpx.get(f"{settings.clickhouse_url}/ping").text == "Ok.\n"
             assert httpx.get(f"{settings.dagster_url}/server_info").status_code == 200
             # the warm run-worker server is spawned once the rest answers (a moment after /health)
@@ -107,7 +116,7 @@ def test_run_starts_everything_and_a_dying_component_stops_it_all_cleanly(
             if supervisor.poll() is None:
                 supervisor.send_signal(signal.SIGTERM)
                 supervisor.wait(timeout=60)
-    assert supervisor.returncode == 1, log_path.read_text()[-3000:]
+    assert supervisor.returncode == 1, supervisor_story(log_path)
     assert "dagster-daemon exited unexpectedly" in log_path.read_text()
     survivors = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert survivors == [], [p.cmdline() for p in survivors]

@@ -187,6 +187,21 @@ def test_preload_refuses_code_location_modules() -> None:
     assert "'orchestration.defs.maintenance'" in result.stderr and "stale code" in result.stderr
 
 
+def test_a_helper_thread_that_ends_soon_does_not_stop_the_server_but_one_that_stays_does() -> None:
+    # fresh interpreters: this test process has threads of its own
+    code = (
+        "import threading, time; from orchestration.run_launcher.server import single_threaded_within\n"
+        "threading.Thread(target=time.sleep, args=({work},), daemon=True).start()\n"
+        "print(single_threaded_within({wait}))"
+    )
+    for work, wait, threads in ((0.5, 5.0, "1"), (30.0, 0.5, "2")):
+        result = subprocess.run(
+            [sys.executable, "-c", code.format(work=work, wait=wait)],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.stdout.strip() == threads, result.stderr
+
+
 def test_dagster_yaml_renders_either_launcher(tmp_path: Path) -> None:
     warm = yaml.safe_load(render_dagster_yaml(DAGSTER_YAML_TEMPLATE.read_text(), tmp_path))
     assert warm["run_launcher"]["class"] == "WarmForkRunLauncher"

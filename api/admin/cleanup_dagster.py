@@ -204,12 +204,13 @@ def orphaned_data(session: Session, *, apply: bool) -> dict[str, Any]:
                 parameters={"db": database or default_db, "t": name},
             ).result_rows
             tables.extend((str(r[0]), str(r[1]), int(r[2])) for r in rows)
-        staging = warehouse.query(
-            "SELECT database, name, coalesce(total_bytes, 0) FROM system.tables WHERE database = {db:String} "
-            "AND metadata_modification_time < now() - toIntervalSecond({age:UInt32})",
-            parameters={"db": STAGING_DATABASE, "age": int(STAGING_MAX_AGE.total_seconds())},
-        ).result_rows
-        tables.extend((str(r[0]), str(r[1]), int(r[2])) for r in staging)
+        staging = publish.quiet_tables(
+            warehouse,
+            "t.database = {db:String}",
+            {"db": STAGING_DATABASE},
+            int(STAGING_MAX_AGE.total_seconds()),
+        )
+        tables.extend((database, name, size) for database, name, size, _ in staging)
         # the tables of loads and imports that stopped before publishing and were never retried
         abandoned, pending_loads = publish.abandoned_load_tables(
             warehouse, int(STAGING_MAX_AGE.total_seconds())

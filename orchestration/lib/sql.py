@@ -21,7 +21,11 @@ def qualified_name(table: str, database: str | None = None) -> str:
 
 
 def split_qualified(qualified: str) -> tuple[str | None, str]:
-    """(database, table) of a name made by qualified_name; database None when it has none."""
+    """(database, table) of a name made by qualified_name (or a plain `db.table`, no quotes); database
+    None when it has none."""
+    if "`" not in qualified and qualified.count(".") == 1:
+        database, table = qualified.split(".")
+        return database, table
     parts = qualified.strip("`").split("`.`")
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 

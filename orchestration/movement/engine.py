@@ -189,6 +189,8 @@ def move_target(
         result.path = "+".join(dict.fromkeys(p.path for p in staged)) or "warehouse_sql"
     except (ExtractError, PythonStepError) as error:
         raise MoveError(str(error)) from None
+    except publish.IncompleteMove as error:
+        raise MoveError(f"target {target.id}: {error}") from None
     except ClickHouseError as error:
         raise MoveError(f"target {target.id}: warehouse error: {_first_line(error)}") from None
     finally:

@@ -32,6 +32,10 @@ LEDGER_DDL = (
 )
 
 
+class IncompleteMove(RuntimeError):
+    """Moving a load's partitions left rows behind; its table is kept for a retry to finish."""
+
+
 MISSING_MARKS = ("UNKNOWN_TABLE", "UNKNOWN_DATABASE", "doesn't exist", "does not exist")
 
 
@@ -91,6 +95,11 @@ def move_rows(client: Any, stage: str, target: str, engine: str, partition_key: 
         for (partition,) in partitions:
             partition_sql = string_literal(partition)
             client.command(f"ALTER TABLE {stage} MOVE PARTITION ID {partition_sql} TO TABLE {target}")
+        # the table goes only once it is empty: rows a move did not take (a partition that was not
+        # listed) stay for the retry instead of being dropped with it
+        left = rows_left(client, stage)
+        if left:
+            raise IncompleteMove(f"{left} rows still in {stage} after moving {len(partitions)} partitions")
     else:
         client.command(f"INSERT INTO {target} SELECT * FROM {stage}")
     # gone at once for every reader (Atomic database); its empty folder is removed in the background
@@ -137,24 +146,45 @@ LOAD_TABLE_PATTERN = r"__(load_[0-9a-f]{12}(_2)?|staging_[0-9a-f]{8}|import_[0-9
 NOT_USER_DATABASES = ("system", "INFORMATION_SCHEMA", "information_schema", LEDGER_DATABASE)
 
 
+def quiet_tables(
+    client: Any, condition: str, parameters: dict[str, Any], older_than_seconds: int
+) -> list[tuple[str, str, int, int]]:
+    """[(database, name, bytes, rows)] of the tables matching `condition` (SQL over system.tables'
+    columns, with `parameters`) that nothing has touched for `older_than_seconds`: neither their
+    definition nor their data (a load still inserting adds parts; a load that runs longer than the
+    age is not abandoned) and that no running query names (an insert between two parts)."""
+    rows = client.query(
+        "SELECT t.database, t.name, coalesce(t.total_bytes, 0), coalesce(t.total_rows, 0) "
+        "FROM system.tables AS t LEFT JOIN (SELECT database, table, max(modification_time) AS changed "
+        "FROM system.parts GROUP BY database, table) AS p ON p.database = t.database AND p.table = t.name "
+        f"WHERE ({condition}) AND NOT t.is_temporary "
+        "AND greatest(t.metadata_modification_time, p.changed) <= now() - toIntervalSecond({age:UInt32})",
+        parameters={**parameters, "age": older_than_seconds},
+    ).result_rows
+    if not rows:
+        return []
+    running = [str(r[0]) for r in client.query("SELECT query FROM system.processes").result_rows]
+    return [
+        (str(database), str(name), int(size), int(count))
+        for database, name, size, count in rows
+        if not any(str(name) in query for query in running)
+    ]
+
+
 def abandoned_load_tables(
     client: Any, older_than_seconds: int
 ) -> tuple[list[tuple[str, str, int]], list[str]]:
-    """Load tables left behind by attempts that stopped and were never retried, unchanged for
-    `older_than_seconds`: ([(database, name, bytes)] safe to drop, [database.name] kept). A table
-    that an intent in the ledger names and that still holds rows is kept: its load decided to
-    publish it, and a retry of that load finishes the move. Every other one was never going to be
-    published as it is (a retry replaces it) or was published already (it is empty)."""
-    rows = client.query(
-        "SELECT database, name, coalesce(total_bytes, 0), coalesce(total_rows, 0) FROM system.tables "
-        "WHERE database NOT IN {skip:Array(String)} AND match(name, {pattern:String}) "
-        "AND NOT is_temporary AND metadata_modification_time <= now() - toIntervalSecond({age:UInt32})",
-        parameters={
-            "skip": list(NOT_USER_DATABASES),
-            "pattern": LOAD_TABLE_PATTERN,
-            "age": older_than_seconds,
-        },
-    ).result_rows
+    """Load tables left behind by attempts that stopped and were never retried, untouched for
+    `older_than_seconds` (quiet_tables): ([(database, name, bytes)] safe to drop, [database.name]
+    kept). A table that an intent in the ledger names and that still holds rows is kept: its load
+    decided to publish it, and a retry of that load finishes the move. Every other one was never going
+    to be published as it is (a retry replaces it) or was published already (it is empty)."""
+    rows = quiet_tables(
+        client,
+        "t.database NOT IN {skip:Array(String)} AND match(t.name, {pattern:String})",
+        {"skip": list(NOT_USER_DATABASES), "pattern": LOAD_TABLE_PATTERN},
+        older_than_seconds,
+    )
     if not rows:
         return [], []
     try:
@@ -167,11 +197,11 @@ def abandoned_load_tables(
     drop: list[tuple[str, str, int]] = []
     kept: list[str] = []
     for database, name, size, count in rows:
-        names = {qualified_name(str(name), str(database))}
+        names = {qualified_name(name, database)}
         if database == default_db:
-            names.add(qualified_name(str(name)))  # an intent written without the database
-        if names & intents and int(count) > 0:
+            names.add(qualified_name(name))  # an intent written without the database
+        if names & intents and count > 0:
             kept.append(f"{database}.{name}")
         else:
-            drop.append((str(database), str(name), int(size)))
+            drop.append((database, name, size))
     return drop, kept

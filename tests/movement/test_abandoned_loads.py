@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from clickhouse_connect.driver.client import Client
 
-from orchestration.lib.sql import qualified_name
+from api.core.config import get_settings
+from orchestration.lib.sql import qualified_name, split_qualified
 from orchestration.warehouse import publish
+from orchestration.warehouse.client import get_client
 
 
 def test_abandoned_load_tables_are_dropped_unless_an_intent_still_needs_their_rows(
@@ -46,3 +51,56 @@ def test_abandoned_load_tables_are_dropped_unless_an_intent_still_needs_their_ro
     wh.command(f"CREATE TABLE {pending} (id UInt32) ENGINE = MergeTree ORDER BY id")  # its drop was lost
     drop, kept = ours(publish.abandoned_load_tables(wh, 0))
     assert pending in drop and kept == set()
+
+
+def test_a_load_still_writing_is_not_abandoned_however_old_its_table(wh: Client, target_db: str) -> None:
+    """The age is that of the last change (definition or data), and a table a running query names is
+    never listed: a load into an existing table that runs longer than the sweep's age keeps its table."""
+    quiet, filled_late, busy = (
+        qualified_name(f"sales__load_{key}", target_db)
+        for key in ("0000000000aa", "0000000000bb", "0000000000cc")
+    )
+    for name in (quiet, filled_late, busy):
+        wh.command(f"CREATE TABLE {name} (id UInt32) ENGINE = MergeTree ORDER BY id")
+    wh.command(f"INSERT INTO {quiet} SELECT number FROM numbers(3)")
+    time.sleep(3)
+    wh.command(f"INSERT INTO {filled_late} SELECT number FROM numbers(3)")  # a part written just now
+
+    def listed(age: int) -> set[str]:
+        drop, _ = publish.abandoned_load_tables(wh, age)
+        return {qualified_name(n, d) for d, n, _ in drop if d == target_db}
+
+    assert listed(2) == {quiet, busy}
+    # an insert in progress (~3 s, a row per ms) into the busy table, from another connection
+    writer = get_client(get_settings().clickhouse_url)
+    failed: list[Exception] = []
+
+    def slow_insert() -> None:
+        try:
+            writer.command(
+                f"INSERT INTO {busy} SELECT toUInt32(number) FROM numbers(3000) "
+                "WHERE sleepEachRow(0.001) = 0 SETTINGS max_block_size = 1000"
+            )
+        except Exception as error:  # shown by the assertion below
+            failed.append(error)
+
+    insert = threading.Thread(target=slow_insert)
+    insert.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not _running(wh, busy) and time.monotonic() < deadline and not failed:
+            time.sleep(0.05)
+        assert _running(wh, busy), f"the slow insert never showed in system.processes: {failed}"
+        assert listed(0) == {quiet, filled_late}
+    finally:
+        insert.join(timeout=30)
+        writer.close()
+    assert wh.command(f"SELECT count() FROM {busy}") == 3000
+    assert listed(0) == {quiet, filled_late, busy}  # once it is done, only the age protects it
+
+
+def _running(client: Client, table: str) -> bool:
+    queries = client.query("SELECT query FROM system.processes").result_rows
+    return any(
+        split_qualified(table)[1] in str(q[0]) and "system.processes" not in str(q[0]) for q in queries
+    )

@@ -14,7 +14,7 @@ from orchestration.lib.calendar import build_calendar_days, calendar_days_ddl
 from orchestration.lib.clickhouse_url import dbt_env_for_clickhouse
 from orchestration.lib.env import patched_environ
 from orchestration.lib.pg import database_name, server_url
-from orchestration.lib.sql import qualified_name, quote_identifier, table_swap_statements
+from orchestration.lib.sql import qualified_name, quote_identifier, split_qualified, table_swap_statements
 
 
 def test_calendar_days_covers_every_day_once() -> None:
@@ -41,6 +41,9 @@ def test_calendar_ddl_quotes_the_table_name() -> None:
         "EXCHANGE TABLES `db`.`t__staging_1` AND `db`.`t`",
         "DROP TABLE IF EXISTS `db`.`t__staging_1` SYNC",
     ]
+    # quoted (qualified_name) or plain, a database is never taken for part of the table's name
+    assert split_qualified("`db`.`t`") == split_qualified("db.t") == ("db", "t")
+    assert split_qualified("`a.b`") == (None, "a.b")
     ddl = calendar_days_ddl("calendar_days")
     assert ddl.startswith("CREATE TABLE IF NOT EXISTS `calendar_days`")
     assert "ENGINE = MergeTree ORDER BY date" in ddl

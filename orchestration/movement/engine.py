@@ -492,7 +492,17 @@ def _load_select(
         try:
             # OR REPLACE fills a table of its own and renames it: the staging table appears whole
             summary = _fed(
-                client, _create_statement(staging, target, select, replace=True, fill=extra), feeds
+                client,
+                # marked for the sweep, but not as this load's first load: the mark becomes the target's
+                _create_statement(
+                    staging,
+                    target,
+                    select,
+                    replace=True,
+                    comment=f"{_load_marker(load_key)} replace",
+                    fill=extra,
+                ),
+                feeds,
             )
             for statement in table_swap_statements(target.table, staging_table, target.database):
                 client.command(statement)
@@ -519,7 +529,7 @@ def _load_select(
 
 
 def _load_marker(load_key: str) -> str:
-    return f"aetl load {load_key}"
+    return f"{publish.LOAD_TABLE_MARK} {load_key}"
 
 
 def _already_loaded(client: Any, target: Target, load_key: str, info: TargetInfo, result: MoveResult) -> bool:
@@ -558,7 +568,9 @@ def _publish_once(
     try:
         if info.columns:
             # OR REPLACE: an earlier attempt's table, never published, is replaced
-            client.command(f"CREATE OR REPLACE TABLE {stage} AS {name}")
+            client.command(
+                f"CREATE OR REPLACE TABLE {stage} AS {name} {publish.load_table_comment(load_key)}"
+            )
             summary = _fed(
                 client, f"INSERT INTO {stage} {select}" + (f" SETTINGS {extra}" if extra else ""), feeds
             )
@@ -629,7 +641,7 @@ def _republish_into_existing(
     the intent for that copy, then the move (the fresh table goes once the copy holds the rows)."""
     name = qualified_name(target.table, target.database)
     copy = _load_table(target, load_key, "_2")
-    client.command(f"CREATE OR REPLACE TABLE {copy} AS {name}")
+    client.command(f"CREATE OR REPLACE TABLE {copy} AS {name} {publish.load_table_comment(load_key)}")
     client.command(f"INSERT INTO {copy} SELECT * FROM {fresh}")
     publish.write_intent(client, name, load_key, copy, rows)
     client.command(f"DROP TABLE IF EXISTS {fresh} SYNC")

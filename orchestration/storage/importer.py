@@ -388,11 +388,12 @@ def import_file(
         rejected = qualified_name(rejected_table, database)
         rejected_staging_table = f"{rejected_table}__import_{uuid.uuid4().hex[:10]}"
         rejected_staging = qualified_name(rejected_staging_table, database)
-        client.command(f"CREATE TABLE {staging} AS {name}")
+        mark = publish.load_table_comment(f"import {staging_table}")
+        client.command(f"CREATE TABLE {staging} AS {name} {mark}")
         kept: set[str] = set()  # a load's table once its intent is in the ledger: only publishing removes it
         try:
             client.command(quarantine_statement(rejected))
-            client.command(f"CREATE TABLE {rejected_staging} AS {rejected}")
+            client.command(f"CREATE TABLE {rejected_staging} AS {rejected} {mark}")
             names = [c.name for c in load_columns]
             extra = [SOURCE_FILE, SOURCE_LINE] if SOURCE_FILE in existing else []
             sink = _Sink(client, staging_table, database, names + extra)

@@ -141,7 +141,18 @@ def table_engine(client: Any, qualified: str) -> str:
 
 # The tables a load or an import fills before publishing them (see orchestration.movement.engine and
 # orchestration.storage.importer): `<table>__load_<load key>` (`_2`: a first load that raced another),
-# `<table>__staging_<8 hex>` (a replace) and `<table>__import_<10 hex>` (a file import).
+# `<table>__staging_<8 hex>` (a replace) and `<table>__import_<10 hex>` (a file import). Each is
+# created with a comment that starts with LOAD_TABLE_MARK (load_table_comment): the sweep below drops
+# only tables that carry it, never a user's table that merely has a name like theirs.
+LOAD_TABLE_MARK = "aetl load"
+
+
+def load_table_comment(key: str) -> str:
+    """The COMMENT clause of a load's own table (`CREATE TABLE … AS target COMMENT …` overrides the
+    comment it would copy from the target)."""
+    return f"COMMENT {string_literal(f'{LOAD_TABLE_MARK} {key}')}"
+
+
 LOAD_TABLE_PATTERN = r"__(load_[0-9a-f]{12}(_2)?|staging_[0-9a-f]{8}|import_[0-9a-f]{10})$"
 NOT_USER_DATABASES = ("system", "INFORMATION_SCHEMA", "information_schema", LEDGER_DATABASE)
 
@@ -174,15 +185,17 @@ def quiet_tables(
 def abandoned_load_tables(
     client: Any, older_than_seconds: int
 ) -> tuple[list[tuple[str, str, int]], list[str]]:
-    """Load tables left behind by attempts that stopped and were never retried, untouched for
-    `older_than_seconds` (quiet_tables): ([(database, name, bytes)] safe to drop, [database.name]
-    kept). A table that an intent in the ledger names and that still holds rows is kept: its load
-    decided to publish it, and a retry of that load finishes the move. Every other one was never going
-    to be published as it is (a retry replaces it) or was published already (it is empty)."""
+    """Load tables (named by LOAD_TABLE_PATTERN and marked by LOAD_TABLE_MARK) left behind by attempts
+    that stopped and were never retried, untouched for `older_than_seconds` (quiet_tables):
+    ([(database, name, bytes)] safe to drop, [database.name] kept). A table that an intent in the
+    ledger names and that still holds rows is kept: its load decided to publish it, and a retry of
+    that load finishes the move. Every other one was never going to be published as it is (a retry
+    replaces it) or was published already (it is empty)."""
     rows = quiet_tables(
         client,
-        "t.database NOT IN {skip:Array(String)} AND match(t.name, {pattern:String})",
-        {"skip": list(NOT_USER_DATABASES), "pattern": LOAD_TABLE_PATTERN},
+        "t.database NOT IN {skip:Array(String)} AND match(t.name, {pattern:String}) "
+        "AND startsWith(t.comment, {mark:String})",
+        {"skip": list(NOT_USER_DATABASES), "pattern": LOAD_TABLE_PATTERN, "mark": LOAD_TABLE_MARK},
         older_than_seconds,
     )
     if not rows:

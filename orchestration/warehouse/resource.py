@@ -11,7 +11,8 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from orchestration.lib.clickhouse_url import dbt_env_for_clickhouse, default_clickhouse_url
-from orchestration.lib.sql import qualified_name, table_swap_statements
+from orchestration.lib.sql import qualified_name, string_literal, table_swap_statements
+from orchestration.warehouse.publish import LOAD_TABLE_MARK
 
 if TYPE_CHECKING:  # imported when used: loading a code location (every reload) needs neither
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -78,6 +79,11 @@ class ClickHouseResource(ConfigurableResource):
         try:
             client.command(create_table_sql(table))
             client.command(create_table_sql(staging))
+            # marked as a load's own table: the orphaned-data clean-up may drop it if this stops here
+            staging_name = qualified_name(staging, database)
+            client.command(
+                f"ALTER TABLE {staging_name} MODIFY COMMENT {string_literal(LOAD_TABLE_MARK + ' replace')}"
+            )
             rows = 0
             try:
                 for batch in batches:
@@ -87,7 +93,7 @@ class ClickHouseResource(ConfigurableResource):
                 for statement in table_swap_statements(table, staging, database):
                     client.command(statement)
             except BaseException:
-                client.command(f"DROP TABLE IF EXISTS {qualified_name(staging, database)} SYNC")
+                client.command(f"DROP TABLE IF EXISTS {staging_name} SYNC")
                 raise
         finally:
             client.close()

@@ -16,8 +16,9 @@ from orchestration.warehouse.client import get_client
 def test_abandoned_load_tables_are_dropped_unless_an_intent_still_needs_their_rows(
     wh: Client, target_db: str
 ) -> None:
-    def table(name: str, rows: int) -> str:
-        wh.command(f"CREATE TABLE {target_db}.{name} (id UInt32) ENGINE = MergeTree ORDER BY id")
+    def table(name: str, rows: int, marked: bool = True) -> str:
+        mark = publish.load_table_comment("x") if marked else ""
+        wh.command(f"CREATE TABLE {target_db}.{name} (id UInt32) ENGINE = MergeTree ORDER BY id {mark}")
         if rows:
             wh.command(f"INSERT INTO {target_db}.{name} SELECT number FROM numbers({rows})")
         return qualified_name(name, target_db)
@@ -31,6 +32,7 @@ def test_abandoned_load_tables_are_dropped_unless_an_intent_still_needs_their_ro
     import_staging = table("sales__import_0123456789", 6)
     table("sales__load_summary", 7)  # a user's table whose name only looks like one
     table("sales__load_0123456789abc", 7)
+    table("sales__load_aaaaaaaaaaaa", 7, marked=False)  # a user's table with a load table's very name
     publish.write_intent(wh, target, "abcdefabcdef", pending, 20)
     publish.write_intent(wh, target, "fedcbafedcba", published, 9)
 
@@ -48,7 +50,10 @@ def test_abandoned_load_tables_are_dropped_unless_an_intent_still_needs_their_ro
     # once its retry has moved the rows in, the pending table is empty and goes too
     publish.move_rows(wh, pending, target, "MergeTree")
     assert wh.command(f"SELECT count() FROM {target}") == 25
-    wh.command(f"CREATE TABLE {pending} (id UInt32) ENGINE = MergeTree ORDER BY id")  # its drop was lost
+    mark = publish.load_table_comment("x")
+    wh.command(
+        f"CREATE TABLE {pending} (id UInt32) ENGINE = MergeTree ORDER BY id {mark}"
+    )  # its drop was lost
     drop, kept = ours(publish.abandoned_load_tables(wh, 0))
     assert pending in drop and kept == set()
 
@@ -60,8 +65,9 @@ def test_a_load_still_writing_is_not_abandoned_however_old_its_table(wh: Client,
         qualified_name(f"sales__load_{key}", target_db)
         for key in ("0000000000aa", "0000000000bb", "0000000000cc")
     )
+    mark = publish.load_table_comment("x")
     for name in (quiet, filled_late, busy):
-        wh.command(f"CREATE TABLE {name} (id UInt32) ENGINE = MergeTree ORDER BY id")
+        wh.command(f"CREATE TABLE {name} (id UInt32) ENGINE = MergeTree ORDER BY id {mark}")
     wh.command(f"INSERT INTO {quiet} SELECT number FROM numbers(3)")
     time.sleep(3)
     wh.command(f"INSERT INTO {filled_late} SELECT number FROM numbers(3)")  # a part written just now

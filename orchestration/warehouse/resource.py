@@ -11,8 +11,8 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from orchestration.lib.clickhouse_url import dbt_env_for_clickhouse, default_clickhouse_url
-from orchestration.lib.sql import qualified_name, string_literal, table_swap_statements
-from orchestration.warehouse.publish import LOAD_TABLE_MARK
+from orchestration.lib.sql import qualified_name, table_swap_statements
+from orchestration.warehouse.publish import load_table_comment
 
 if TYPE_CHECKING:  # imported when used: loading a code location (every reload) needs neither
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -79,13 +79,11 @@ class ClickHouseResource(ConfigurableResource):
         try:
             client.command(create_table_sql(table))
             client.command(create_table_sql(staging))
-            # marked as a load's own table: the orphaned-data clean-up may drop it if this stops here
             staging_name = qualified_name(staging, database)
-            client.command(
-                f"ALTER TABLE {staging_name} MODIFY COMMENT {string_literal(LOAD_TABLE_MARK + ' replace')}"
-            )
             rows = 0
             try:
+                # marked as a load's own table: the orphaned-data clean-up may drop it if this stops here
+                client.command(f"ALTER TABLE {staging_name} MODIFY {load_table_comment('replace')}")
                 for batch in batches:
                     if batch.num_rows:
                         client.insert_arrow(staging, pa.Table.from_batches([batch]), database=database)

@@ -27,7 +27,7 @@ TARGET, STAGE = qualified_name("sales", "shop"), qualified_name(f"sales__load_{K
 # Known defect, found by this test in a fresh-clone run (passed 5 of 5 on a side stack): after the
 # SIGKILL one partition (100 rows) was in both the target and the load's table (moved 300 + left
 # 39800). A warehouse crash inside a MOVE PARTITION can duplicate that partition. Not fixed yet.
-@pytest.mark.xfail(reason="a crash inside MOVE PARTITION can leave the partition in both tables", strict=False)
+@pytest.mark.xfail(reason="a crash inside MOVE PARTITION can leave it in both tables", strict=False)
 def test_warehouse_killed_during_the_moves_then_the_retry_finishes_them_exactly_once(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = WarehouseProcess(data, tmp_path / "first.log")

@@ -15,7 +15,8 @@ Dagster's semantics are kept:
   alive with its run unfinished AETL_RUN_CANCEL_GRACE_SECONDS after SIGTERM is killed with the
   processes it started (as Kubernetes does after a pod's grace period) and its run reported CANCELED;
 - run monitoring: `check_run_worker_health` looks the worker up by pid + start time (tag
-  `aetl/run_worker`), so a worker that died (OOM, kill -9) makes the monitor fail the run;
+  `aetl/run_worker`), so a worker that died (OOM, kill -9) makes the monitor fail the run; one that
+  died before its run started (`died_before_start`) fails it too, not after the start timeout;
 - when the server is unreachable, or a location runs on another Python, the run goes through the
   code server's gRPC exactly as DefaultRunLauncher does (`fallback_to_grpc`).
 The launcher lives in dagster-daemon (launch, monitor) and dagster-webserver (terminate); both
@@ -338,6 +339,25 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
         return CheckRunHealthResult(
             WorkerStatus.FAILED, f"run worker process {pid} is gone", run_worker_id=str(pid)
         )
+
+    def died_before_start(self, run: DagsterRun) -> str | None:
+        """Why a STARTING run will never start, or None: it was forked from the warm server here and
+        its worker is gone (killed with the server, OOM) before it recorded RUN_START. Dagster's run
+        monitoring checks only STARTED runs' workers and waits start_timeout_seconds on STARTING
+        ones; orchestration.dagster_daemon asks this first, so such a run fails (and is retried
+        where its job asks for retries) within a monitoring poll."""
+        worker = self.worker_of(run)
+        if worker is None or not self._worker_here(worker):
+            return None
+        pid = int(worker["pid"])
+        if process_alive(pid, worker.get("start_ticks")):
+            return None
+        # the worker is gone; whatever it recorded before it went is in the run's status by now
+        current = self._instance.get_run_by_id(run.run_id)
+        if current is None or current.status != DagsterRunStatus.STARTING:
+            return None
+        ended = self.get_run_worker_debug_info(current) or f"run worker {pid} is gone"
+        return f"The run worker ended before the run started ({ended})."
 
     def get_run_worker_debug_info(
         self, run: DagsterRun, include_container_logs: bool | None = True

@@ -175,6 +175,37 @@ def test_killed_worker_is_failed_by_run_monitoring(dagster: DagsterClient) -> No
     assert "Detected run worker status FAILED" in messages and "killed by SIGKILL" in messages
 
 
+def test_a_worker_killed_before_its_run_started_fails_the_run_at_once(dagster: DagsterClient) -> None:
+    # the worker is frozen between its fork (the launcher has tagged the run) and RUN_START, then
+    # killed: Dagster's monitoring alone would leave the run STARTING for start_timeout_seconds (120)
+    for _attempt in range(5):
+        run_id = dagster.launch_run("sleep_job", run_config=sleep_config(0))
+        deadline = time.monotonic() + 60
+        while RUN_WORKER_TAG not in (run := dagster.get_run(run_id)).tags:
+            assert time.monotonic() < deadline and not run.status.finished, run.status
+            time.sleep(0.005)
+        pid = worker_pid(run)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+        if dagster.get_run(run_id).status is RunStatus.STARTING:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # it started the run first: let it finish, try again
+        wait_for(dagster, run_id, {RunStatus.SUCCESS}, timeout=60)
+    else:
+        pytest.fail("five workers started their runs before they could be frozen")
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    run = wait_for(dagster, run_id, {RunStatus.FAILURE}, timeout=MONITOR_POLL_SECONDS + 25)
+    took = time.monotonic() - killed
+    print(f"worker killed before RUN_START -> FAILURE in {took:.1f}s (start timeout: 120 s)")
+    events = dagster.get_run_logs(run_id).events
+    assert "RUN_START" not in [e.dagster_event_type for e in events]  # it never started
+    messages = " ".join(e.message for e in events)
+    assert took < 60
+    assert "The run worker ended before the run started" in messages and "killed by SIGKILL" in messages
+
+
 def test_preload_refuses_code_location_modules() -> None:
     # a warm parent that imported a location would fork stale code after a reload (fresh interpreter:
     # this test process may have imported the module already)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,7 +71,9 @@ def test_each_file_exactly_once_after_killing_workers_and_daemon(
     ):
         assert time.monotonic() < deadline, "no import run started"
         time.sleep(0.3)
+    killed_at = time.time()
     _restart(stack, ("run-workers", "dagster-daemon"))
+    print(f"restarted in {time.time() - killed_at:.1f} s")
 
     expected = [(f"part_{i:02d}.csv", ROWS) for i in range(FILES)]
     deadline = time.monotonic() + 420
@@ -85,6 +88,7 @@ def test_each_file_exactly_once_after_killing_workers_and_daemon(
             if counts == expected:
                 break
         time.sleep(1)
+    print(f"all rows in the table {time.time() - killed_at:.1f} s after the kill")
     assert counts == expected
     assert warehouse.command(f"SELECT uniqExact(id) = count() FROM {database}.crash") == 1
 
@@ -95,9 +99,10 @@ def test_each_file_exactly_once_after_killing_workers_and_daemon(
         return {r.tags["aetl/file"] for r in runs if r.status is RunStatus.SUCCESS}
 
     deadline = time.monotonic() + 240
-    while len(succeeded()) < FILES and time.monotonic() < deadline:
+    while len(done := succeeded()) < FILES and time.monotonic() < deadline:
         time.sleep(1)
-    assert len(succeeded()) == FILES, _runs_of_files_without_success(dagster, tags, succeeded())
+    print(_timeline(dagster, tags, killed_at))
+    assert len(done) == FILES, _runs_of_files_without_success(dagster, tags, done)
     assert warehouse.query(
         f"SELECT _source_file, count() FROM {database}.crash GROUP BY _source_file ORDER BY _source_file"
     ).result_rows == [(name, count) for name, count in expected]
@@ -115,4 +120,21 @@ def _runs_of_files_without_success(dagster: DagsterClient, tags: dict[str, str],
             step = event.step_key or ""
             error = f" error: {event.error[:300]}" if event.error else ""
             lines.append(f"  {event.timestamp} {event.event_type} {step} {event.message[:300]}{error}")
+    return "\n".join(lines)
+
+
+def _timeline(dagster: DagsterClient, tags: dict[str, str], killed_at: float) -> str:
+    """Every run of the watch, oldest first, times in seconds from the kill: what each retry cost."""
+    runs = dagster.list_runs(job_name="storage_import", tags=tags, limit=100).items
+
+    def at(moment: Any) -> str:
+        return "-" if moment is None else f"{moment.timestamp() - killed_at:+.1f}"
+
+    lines = [f"{len(runs)} runs (times from the kill: created started ended)"]
+    for run in sorted(runs, key=lambda r: r.created_at):
+        lines.append(
+            f"  {run.tags.get('aetl/file', '?')} {run.run_id[:8]} {run.status.value:<9} "
+            f"retry={run.tags.get('dagster/retry_number', '0')} "
+            f"{at(run.created_at)} {at(run.started_at)} {at(run.ended_at)}"
+        )
     return "\n".join(lines)

@@ -36,6 +36,7 @@ from orchestration.warehouse.credentials import (
 )
 from orchestration.warehouse.handler import Handler, _Keepalive
 from orchestration.warehouse.pool import CHDB_VERSION, Warehouse
+from orchestration.warehouse.recovery import repair_interrupted_moves
 
 log = logging.getLogger("aetl.warehouse")
 
@@ -104,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         server = WarehouseHTTPServer((args.host, args.port), None, PlatformUser(platform_user(), password))
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
+        return 1
+    try:
+        # before the engine loads the parts: a MOVE PARTITION that a crash cut in two (recovery.py)
+        repair_interrupted_moves(args.data_dir)
+    except OSError as exc:
+        log.error("start-up repair of %s failed: %s", args.data_dir, exc)
+        server.server_close()
         return 1
     try:
         warehouse = Warehouse(

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,11 +38,7 @@ def test_warehouse_killed_during_the_moves_then_the_retry_finishes_them_exactly_
     first = WarehouseProcess(data, tmp_path / "first.log")
     try:
         client = get_client(first.url)
-        client.command("CREATE DATABASE shop")
-        for name in (TARGET, STAGE):
-            client.command(
-                f"CREATE TABLE {name} (id UInt32, day UInt16) ENGINE = MergeTree PARTITION BY day ORDER BY id"
-            )
+        _target_and_load_table(client)
         client.command(f"INSERT INTO {TARGET} SELECT number, 0 FROM numbers(10)")  # rows from before
         client.command(
             f"INSERT INTO {STAGE} SELECT 1000 + number, 1 + number % {PARTITIONS} FROM numbers({ROWS}) "
@@ -96,8 +93,17 @@ def test_warehouse_killed_during_the_moves_then_the_retry_finishes_them_exactly_
         assert second.stop() == 0, second.log_tail()
 
 
-def _part_path(client: object, table: str, partition: str) -> Path:
-    rows = client.query(  # type: ignore[attr-defined]
+def _target_and_load_table(client: Any) -> None:
+    """The target and a load's own table, as the platform creates it (marked with its load key)."""
+    client.command("CREATE DATABASE shop")
+    client.command(
+        f"CREATE TABLE {TARGET} (id UInt32, day UInt16) ENGINE = MergeTree PARTITION BY day ORDER BY id"
+    )
+    client.command(f"CREATE TABLE {STAGE} AS {TARGET} {publish.load_table_comment(KEY)}")
+
+
+def _part_path(client: Any, table: str, partition: str) -> Path:
+    rows = client.query(
         "SELECT path FROM system.parts WHERE database = 'shop' AND table = {t:String} "
         "AND partition_id = {p:String} AND active",
         parameters={"t": table, "p": partition},
@@ -114,11 +120,7 @@ def test_a_move_cut_in_two_by_a_crash_is_repaired_at_start_up(tmp_path: Path) ->
     first = WarehouseProcess(data, tmp_path / "first.log")
     try:
         client = get_client(first.url)
-        client.command("CREATE DATABASE shop")
-        client.command(
-            f"CREATE TABLE {TARGET} (id UInt32, day UInt16) ENGINE = MergeTree PARTITION BY day ORDER BY id"
-        )
-        client.command(f"CREATE TABLE {STAGE} AS {TARGET} {publish.load_table_comment(KEY)}")
+        _target_and_load_table(client)
         # a user's table that merely shares files with the target (not marked as a load): untouched
         client.command(f"CREATE TABLE shop.copy AS {TARGET}")
         client.command(f"INSERT INTO {TARGET} SELECT number, 0 FROM numbers(10)")

@@ -13,7 +13,9 @@ own table (publish.LOAD_TABLE_PATTERN, marked with publish.LOAD_TABLE_MARK; such
 their parts away) whose files are the very files (same inode) of a committed part of another table.
 It was moved already; it goes to the load table's `detached/` folder as `ignored_<name>`, which
 the engine does not load. When the covering part had been committed too, the part was outdated
-anyway, and detaching it changes nothing. A part in `detached/` stays visible in
+anyway (the engine removes such
+parts minutes after a move), and detaching it changes nothing: logged at INFO, a part that was in
+both tables at WARNING. A part in `detached/` stays visible in
 system.detached_parts until the load's table is dropped.
 """
 
@@ -42,10 +44,42 @@ class Repair:
     table: str  # database.table of the load's table (names as stored on disk)
     part: str  # its part that was moved already
     twin: str  # the part of the other table that holds the same files
+    covered_by: str | None  # a committed part of the load's table that covers it: it was outdated
 
     def __str__(self) -> str:
         moved = f"part {self.part} was moved already (it is {self.twin})"
-        return f"{self.table}: {moved}; detached as ignored_{self.part}"
+        if self.covered_by:
+            return f"{self.table}: {moved} and outdated (covered by {self.covered_by}); detached"
+        return f"{self.table}: {moved}, not removed: it was in both tables; detached as ignored_{self.part}"
+
+
+def _block_range(name: str) -> tuple[str, int, int, int] | None:
+    """(partition id, min block, max block, level) of a part named
+    `<partition>_<min>_<max>_<level>[_<mutation>]` (partition ids have no `_`), or None."""
+    fields = name.split("_")
+    if len(fields) not in (4, 5) or not all(f.isdigit() for f in fields[1:]):
+        return None
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def _covering(part: Path) -> str | None:
+    """A committed part of the same table whose block range contains `part`'s at a higher level: the
+    engine would load `part` as outdated."""
+    mine = _block_range(part.name)
+    if mine is None:
+        return None
+    for other in _committed_parts(part.parent):
+        theirs = _block_range(other.name)
+        if (
+            theirs is not None
+            and other != part
+            and theirs[0] == mine[0]
+            and theirs[1] <= mine[1]
+            and theirs[2] >= mine[2]
+            and theirs[3] > mine[3]
+        ):
+            return other.name
+    return None
 
 
 def repair_interrupted_moves(data_dir: str | Path) -> list[Repair]:
@@ -99,13 +133,20 @@ def _repair(root: Path) -> list[Repair]:
         for part in _committed_parts(table_dir):
             stat = (part / "checksums.txt").stat()
             for source in moved_out.pop((stat.st_dev, stat.st_ino), []):
+                covered_by = _covering(source)
                 detached = source.parent / "detached"
                 detached.mkdir(exist_ok=True)
                 os.rename(source, detached / f"ignored_{source.name}")
                 _sync_dir(detached)
                 _sync_dir(source.parent)
-                repair = Repair(loads[source.parent], source.name, f"{part.parent.name}/{part.name}")
-                log.warning("start-up repair of an interrupted MOVE PARTITION: %s", repair)
+                twin = f"{part.parent.name}/{part.name}"
+                repair = Repair(loads[source.parent], source.name, twin, covered_by)
+                # an outdated part is routine (the engine removes those a few minutes after a move)
+                log.log(
+                    logging.INFO if covered_by else logging.WARNING,
+                    "start-up repair of an interrupted MOVE PARTITION: %s",
+                    repair,
+                )
                 repairs.append(repair)
     return repairs
 

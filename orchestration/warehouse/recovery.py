@@ -13,10 +13,9 @@ own table (publish.LOAD_TABLE_PATTERN, marked with publish.LOAD_TABLE_MARK; such
 their parts away) whose files are the very files (same inode) of a committed part of another table.
 It was moved already; it goes to the load table's `detached/` folder as `ignored_<name>`, which
 the engine does not load. When the covering part had been committed too, the part was outdated
-anyway (the engine removes such
-parts minutes after a move), and detaching it changes nothing: logged at INFO, a part that was in
-both tables at WARNING. A part in `detached/` stays visible in
-system.detached_parts until the load's table is dropped.
+anyway (the engine removes such parts minutes after a move) and detaching it changes nothing: that
+is logged at INFO, a part that was in both tables at WARNING. A part in `detached/` stays visible
+in system.detached_parts until the load's table is dropped.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ interval; a loop with nothing due costs one read of the sensor states.
 Run monitoring, too, gets one addition: Dagster waits `start_timeout_seconds` (dagster.yaml: 120 s)
 before it fails a run stuck in STARTING, whatever became of its worker. A run whose warm-forked
 worker is already gone (killed with the run-worker server before it recorded RUN_START) is failed at
-the next monitoring poll instead (WarmForkRunLauncher.died_before_start), so its retry, where the
-job asks for one, starts seconds after the crash rather than two minutes.
+the next monitoring poll instead, and one that no worker was ever forked for (the daemon killed
+inside launch_run) 45 s after its launch (WarmForkRunLauncher.died_before_start); its retry, where
+the job asks for one, starts seconds after the crash rather than two minutes.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ Dagster's semantics are kept:
   processes it started (as Kubernetes does after a pod's grace period) and its run reported CANCELED;
 - run monitoring: `check_run_worker_health` looks the worker up by pid + start time (tag
   `aetl/run_worker`), so a worker that died (OOM, kill -9) makes the monitor fail the run; one that
-  died before its run started (`died_before_start`) fails it too, not after the start timeout;
+  died before its run started, or a run no worker was ever forked for (`died_before_start`), fails
+  too, not after the start timeout;
 - when the server is unreachable, or a location runs on another Python, the run goes through the
   code server's gRPC exactly as DefaultRunLauncher does (`fallback_to_grpc`).
 The launcher lives in dagster-daemon (launch, monitor) and dagster-webserver (terminate); both
@@ -63,6 +64,9 @@ CANCEL_WATCH_POLL_S = 0.1
 # how long a worker has after SIGTERM to record the cancel before it is killed
 CANCEL_GRACE_ENV = "AETL_RUN_CANCEL_GRACE_SECONDS"
 CANCEL_GRACE_DEFAULT_S = 20.0
+# a STARTING run with neither a worker tag nor the fallback's tag this long after its launch was lost
+# with the daemon that launched it (a live launch_run takes at most two 10 s socket timeouts)
+LOST_LAUNCH_SECONDS = 45.0
 
 
 def cancel_grace_seconds() -> float:
@@ -340,14 +344,18 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
             WorkerStatus.FAILED, f"run worker process {pid} is gone", run_worker_id=str(pid)
         )
 
-    def died_before_start(self, run: DagsterRun) -> str | None:
-        """Why a STARTING run will never start, or None: it was forked from the warm server here and
-        its worker is gone (killed with the server, OOM) before it recorded RUN_START. Dagster's run
-        monitoring checks only STARTED runs' workers and waits start_timeout_seconds on STARTING
-        ones; orchestration.dagster_daemon asks this first, so such a run fails (and is retried
-        where its job asks for retries) within a monitoring poll."""
+    def died_before_start(self, run: DagsterRun, now: float | None = None) -> str | None:
+        """Why a STARTING run will never start, or None. Either it was forked from the warm server here
+        and its worker is gone (killed with the server, OOM) before it recorded RUN_START; or no
+        worker was ever forked for it: no worker tag, not handed to the code server, and launched
+        LOST_LAUNCH_SECONDS ago (the daemon stopped inside launch_run; a live one tags the run or
+        falls back within two socket timeouts). Dagster's run monitoring checks only STARTED runs'
+        workers and waits start_timeout_seconds on STARTING ones; orchestration.dagster_daemon asks
+        this first, so such a run fails (and is retried where its job asks for retries) sooner."""
         worker = self.worker_of(run)
-        if worker is None or not self._worker_here(worker):
+        if worker is None:
+            return self._launch_lost(run, time.time() if now is None else now)
+        if not self._worker_here(worker):
             return None
         pid = int(worker["pid"])
         if process_alive(pid, worker.get("start_ticks")):
@@ -358,6 +366,25 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
             return None
         ended = self.get_run_worker_debug_info(current) or f"run worker {pid} is gone"
         return f"The run worker ended before the run started ({ended})."
+
+    def _launch_lost(self, run: DagsterRun, now: float) -> str | None:
+        if self._launched_through_grpc(run):
+            return None  # the code server's worker: not ours to judge
+        launched = self._instance.get_run_stats(run.run_id).launch_time
+        if launched is None or now - launched < LOST_LAUNCH_SECONDS:
+            return None
+        current = self._instance.get_run_by_id(run.run_id)
+        if (
+            current is None
+            or current.status != DagsterRunStatus.STARTING
+            or self.worker_of(current) is not None
+            or self._launched_through_grpc(current)
+        ):
+            return None
+        return (
+            f"No run worker was started for the run within {LOST_LAUNCH_SECONDS:g} s of its launch "
+            "(the daemon stopped while launching it)."
+        )
 
     def get_run_worker_debug_info(
         self, run: DagsterRun, include_container_logs: bool | None = True

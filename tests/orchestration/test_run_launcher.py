@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,13 +15,17 @@ from pathlib import Path
 
 import pytest
 import yaml  # type: ignore[import-untyped]
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
 from api.core.config import REPO_ROOT
 from api.dagster_client import DagsterClient, Run, RunStatus
 from orchestration.dagster_home import DAGSTER_YAML_TEMPLATE, render_dagster_yaml, run_worker_socket
 from orchestration.run_launcher import (
+    LOST_LAUNCH_SECONDS,
     RUN_LAUNCHER_TAG,
     RUN_WORKER_TAG,
+    VIA_GRPC,
+    WarmForkRunLauncher,
     cancel_grace_seconds,
     kill_tree,
     request_server,
@@ -204,6 +209,65 @@ def test_a_worker_killed_before_its_run_started_fails_the_run_at_once(dagster: D
     messages = " ".join(e.message for e in events)
     assert took < 60
     assert "The run worker ended before the run started" in messages and "killed by SIGKILL" in messages
+
+
+def test_starting_runs_judged_by_their_worker_or_its_absence(tmp_path: Path) -> None:
+    # a real (temporary) Dagster instance with a STARTING run, as the daemon leaves it when it is
+    # killed inside launch_run: no worker tag, no fallback tag
+    from dagster import instance_for_test, job, op
+    from dagster._core.events import DagsterEvent, DagsterEventType
+
+    @op
+    def nothing() -> None:
+        pass
+
+    @job
+    def lost_job() -> None:
+        nothing()
+
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher = WarmForkRunLauncher(socket_path=str(tmp_path / "no-server.sock"))
+        launcher.register_instance(instance)
+        run_id = instance.create_run_for_job(job_def=lost_job).run_id
+        starting = DagsterEvent(DagsterEventType.PIPELINE_STARTING.value, job_name="lost_job")
+        instance.report_dagster_event(starting, run_id=run_id)
+        run = instance.get_run_by_id(run_id)
+        assert run is not None and run.status is DagsterRunStatus.STARTING
+        launched = instance.get_run_stats(run_id).launch_time
+        assert launched is not None
+        assert launcher.died_before_start(run, now=launched + LOST_LAUNCH_SECONDS - 5) is None
+        lost = launcher.died_before_start(run, now=launched + LOST_LAUNCH_SECONDS + 1)
+        assert lost is not None and "No run worker was started for the run" in lost
+
+        def tagged(tags: dict[str, str]) -> DagsterRun:
+            instance.add_run_tags(run_id, tags)
+            current = instance.get_run_by_id(run_id)
+            assert current is not None
+            return current
+
+        late = launched + 3600
+        # handed to the code server (the fallback): its worker is not ours to judge
+        assert launcher.died_before_start(tagged({RUN_LAUNCHER_TAG: VIA_GRPC}), now=late) is None
+        # a worker that is alive (this very process): not judged, however late
+        me = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start_ticks": process_start_ticks(os.getpid()),
+        }
+        assert launcher.died_before_start(tagged({RUN_WORKER_TAG: json.dumps(me)}), now=late) is None
+        # one on another host: not ours to judge
+        elsewhere = {**me, "host": "another-host"}
+        assert launcher.died_before_start(tagged({RUN_WORKER_TAG: json.dumps(elsewhere)}), now=late) is None
+        # one that is gone
+        ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+        gone = {**me, "pid": int(ended.stdout)}
+        died = launcher.died_before_start(tagged({RUN_WORKER_TAG: json.dumps(gone)}), now=launched)
+        assert died is not None and died.startswith("The run worker ended before the run started")
+        # a run that started meanwhile is left alone
+        instance.report_dagster_event(
+            DagsterEvent(DagsterEventType.PIPELINE_START.value, job_name="lost_job"), run_id
+        )
+        assert launcher.died_before_start(run, now=late) is None
 
 
 def test_preload_refuses_code_location_modules() -> None:

@@ -111,11 +111,20 @@ def test_each_file_exactly_once_after_killing_workers_and_daemon(
 def _runs_of_files_without_success(dagster: DagsterClient, tags: dict[str, str], done: set[str]) -> str:
     """Every run of the files that have no successful run: status, tags and last events."""
     runs = dagster.list_runs(job_name="storage_import", tags=tags, limit=100).items
-    lines = [f"files without a successful run: {sorted({r.tags.get('aetl/file', '?') for r in runs} - done)}"]
-    for run in runs:
+    missing = sorted({f"part_{i:02d}.csv" for i in range(FILES)} - done)
+    lines = [f"files without a successful run: {missing}"]
+    # the job's recent runs whatever their tags (a run of a missing file may lack the watch's)
+    recent = dagster.list_runs(job_name="storage_import", limit=200).items
+    suspects = [
+        r
+        for r in recent
+        if (r.tags.get("aetl/file") in missing or TAG_WATCH not in r.tags)
+        and time.time() - r.created_at.timestamp() < 900  # this test's minutes, not earlier tests'
+    ]
+    for run in {r.run_id: r for r in [*runs, *suspects]}.values():
         if run.tags.get("aetl/file") in done:
             continue
-        lines.append(f"run {run.run_id} {run.status.value} tags={run.tags}")
+        lines.append(f"run {run.run_id} {run.status.value} created {run.created_at} tags={run.tags}")
         for event in dagster.get_run_logs(run.run_id).events[-12:]:
             step = event.step_key or ""
             error = f" error: {event.error[:300]}" if event.error else ""

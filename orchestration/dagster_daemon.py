@@ -13,6 +13,8 @@ worker is already gone (killed with the run-worker server before it recorded RUN
 the next monitoring poll instead, and one that no worker was ever forked for (the daemon killed
 inside launch_run) 45 s after its launch (WarmForkRunLauncher.died_before_start); its retry, where
 the job asks for one, starts seconds after the crash rather than two minutes.
+
+And a thread restores the tag rows of runs created as a process died (orchestration/run_tags_repair.py).
 """
 
 from __future__ import annotations
@@ -71,9 +73,19 @@ def main() -> int:
         sensor.MIN_INTERVAL_LOOP_TIME = loop_seconds()  # type: ignore[assignment]
     else:  # a Dagster release without it: its own loop, slower watches, said once at start
         print("dagster_daemon: no sensor loop setting here; watches poll every ~5 s", file=sys.stderr)
+    from dagster import DagsterInstance
+
+    from orchestration.run_tags_repair import start_thread
+
+    try:  # runs a crash left without their tag rows get them back (run_tags_repair.py)
+        start_thread(DagsterInstance.get)
+    except Exception as error:  # the daemon itself must start regardless
+        print(f"dagster_daemon: no run tags repair ({type(error).__name__}: {error})", file=sys.stderr)
     if not fail_starting_runs_whose_worker_died():
-        print("dagster_daemon: no run monitoring hook here; dead STARTING runs wait for the start timeout",
-              file=sys.stderr)
+        print(
+            "dagster_daemon: no run monitoring hook here; dead STARTING runs wait for the start timeout",
+            file=sys.stderr,
+        )
     sys.argv[0] = "dagster-daemon"
     dagster_daemon()
     return 0

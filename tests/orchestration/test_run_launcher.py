@@ -10,8 +10,11 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
@@ -308,3 +311,41 @@ def test_dagster_yaml_renders_either_launcher(tmp_path: Path) -> None:
     }
     with pytest.raises(ValueError):
         render_dagster_yaml(DAGSTER_YAML_TEMPLATE.read_text(), tmp_path, "kubernetes")
+
+
+def test_a_run_that_lost_its_tag_rows_gets_them_back(dagster_instance: Any) -> None:
+    # What a process killed between Dagster's two statements of a new run leaves (the run's row, then
+    # its tag rows, each committed on its own): the run, without tag rows. Built here by deleting
+    # them; the launcher then adds its worker tag, as it does on launch.
+    import sqlalchemy as db
+    from dagster import RunsFilter, job, op
+    from dagster._core.storage.runs.schema import RunTagsTable
+
+    from orchestration.run_tags_repair import RunTagsRepair
+
+    @op
+    def nothing() -> None:
+        pass
+
+    @job
+    def tagged_job() -> None:
+        nothing()
+
+    marker = {"aetl/test-marker": uuid.uuid4().hex}
+    repair = RunTagsRepair(dagster_instance.run_storage)
+    repair.once()  # starts after the runs that exist now
+    whole = dagster_instance.create_run_for_job(job_def=tagged_job, tags={**marker, "aetl/other": "1"})
+    lost = dagster_instance.create_run_for_job(job_def=tagged_job, tags=marker)
+    with dagster_instance.run_storage.connect() as conn:
+        conn.execute(db.delete(RunTagsTable).where(RunTagsTable.c.run_id == lost.run_id))
+    dagster_instance.add_run_tags(lost.run_id, {RUN_WORKER_TAG: "{}"})
+
+    def found() -> set[str]:
+        return {r.run_id for r in dagster_instance.get_runs(filters=RunsFilter(tags=marker))}
+
+    assert found() == {whole.run_id}
+    assert repair.once() == {}  # too young: its creator may still be writing them
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert repair.once(now=later) == {lost.run_id: ["aetl/test-marker"]}
+    assert found() == {whole.run_id, lost.run_id}
+    assert repair.once(now=later) == {}  # each run is looked at once

@@ -65,23 +65,25 @@ class RunTagsRepair:
                 .order_by(RunsTable.c.id.asc())
                 .limit(BATCH)
             ).fetchall()
-        restored: dict[str, list[str]] = {}
+        ready = []
         for row_id, run_id, body, created in rows:
             if created is not None and created > moment - self.grace:
                 break  # too young (and so is every later one): next time
-            self.last_id = row_id
-            run = deserialize_value(body, DagsterRun)
-            tags = run.tags_for_storage()
-            if not tags:
-                continue
-            with self.storage.connect() as conn:
-                stored = {
-                    key
-                    for (key,) in conn.execute(
-                        db.select(RunTagsTable.c.key).where(RunTagsTable.c.run_id == run_id)
-                    ).fetchall()
-                }
-                missing = sorted(set(tags) - stored)
+            ready.append((row_id, run_id, body))
+        if not ready:
+            return {}
+        restored: dict[str, list[str]] = {}
+        with self.storage.connect() as conn:
+            stored: dict[str, set[str]] = {}
+            for run_id, key in conn.execute(
+                db.select(RunTagsTable.c.run_id, RunTagsTable.c.key).where(
+                    RunTagsTable.c.run_id.in_([run_id for _, run_id, _ in ready])
+                )
+            ).fetchall():
+                stored.setdefault(run_id, set()).add(key)
+            for _, run_id, body in ready:
+                tags = deserialize_value(body, DagsterRun).tags_for_storage()
+                missing = sorted(set(tags or {}) - stored.get(run_id, set()))
                 if missing:
                     conn.execute(
                         RunTagsTable.insert(),
@@ -90,6 +92,7 @@ class RunTagsRepair:
                     restored[run_id] = missing
                     log.warning("run %s lacked the rows of its tags %s (a crash as it was created): restored",
                                 run_id, missing)  # fmt: skip
+        self.last_id = ready[-1][0]
         return restored
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -106,10 +107,10 @@ def start_thread(instance_factory: Any, interval: float = INTERVAL_SECONDS) -> t
     if not isinstance(storage, SqlRunStorage):
         return None
     repair = RunTagsRepair(storage)
-    stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(interval):
+        while True:
+            time.sleep(interval)
             try:
                 repair.once()
             except Exception as error:  # never stop the daemon; try again next time

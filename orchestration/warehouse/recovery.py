@@ -135,7 +135,7 @@ def _repair(root: Path) -> list[Repair]:
                 covered_by = _covering(source)
                 detached = source.parent / "detached"
                 detached.mkdir(exist_ok=True)
-                os.rename(source, detached / f"ignored_{source.name}")
+                os.rename(source, _free_name(detached, f"ignored_{source.name}"))
                 _sync_dir(detached)
                 _sync_dir(source.parent)
                 twin = f"{part.parent.name}/{part.name}"
@@ -180,6 +180,16 @@ def _committed_parts(table_dir: Path) -> Iterator[Path]:
             continue
         if (part / "checksums.txt").is_file():
             yield part
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """`folder/name`, or `name_2`, `name_3` … when taken (a rename onto a folder that exists fails,
+    and the warehouse would not start)."""
+    candidate, n = folder / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{name}_{n}"
+    return candidate
 
 
 def _sync_dir(path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
+from dagster import job, op
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
 from api.core.config import REPO_ROOT
@@ -38,6 +39,17 @@ from orchestration.stack import Stack
 
 pytestmark = pytest.mark.timeout(600)  # the first test also waits for the session stack
 MONITOR_POLL_SECONDS = 5  # dagster.yaml run_monitoring.poll_interval_seconds
+
+
+@op
+def nothing() -> None:
+    pass
+
+
+@job
+def noop_job() -> None:
+    """A job for runs made directly in an instance (never executed)."""
+    nothing()
 
 
 def sleep_config(seconds: float) -> dict[str, object]:
@@ -217,22 +229,14 @@ def test_a_worker_killed_before_its_run_started_fails_the_run_at_once(dagster: D
 def test_starting_runs_judged_by_their_worker_or_its_absence(tmp_path: Path) -> None:
     # a real (temporary) Dagster instance with a STARTING run, as the daemon leaves it when it is
     # killed inside launch_run: no worker tag, no fallback tag
-    from dagster import instance_for_test, job, op
+    from dagster import instance_for_test
     from dagster._core.events import DagsterEvent, DagsterEventType
-
-    @op
-    def nothing() -> None:
-        pass
-
-    @job
-    def lost_job() -> None:
-        nothing()
 
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         launcher = WarmForkRunLauncher(socket_path=str(tmp_path / "no-server.sock"))
         launcher.register_instance(instance)
-        run_id = instance.create_run_for_job(job_def=lost_job).run_id
-        starting = DagsterEvent(DagsterEventType.PIPELINE_STARTING.value, job_name="lost_job")
+        run_id = instance.create_run_for_job(job_def=noop_job).run_id
+        starting = DagsterEvent(DagsterEventType.PIPELINE_STARTING.value, job_name="noop_job")
         instance.report_dagster_event(starting, run_id=run_id)
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.status is DagsterRunStatus.STARTING
@@ -268,7 +272,7 @@ def test_starting_runs_judged_by_their_worker_or_its_absence(tmp_path: Path) -> 
         assert died is not None and died.startswith("The run worker ended before the run started")
         # a run that started meanwhile is left alone
         instance.report_dagster_event(
-            DagsterEvent(DagsterEventType.PIPELINE_START.value, job_name="lost_job"), run_id
+            DagsterEvent(DagsterEventType.PIPELINE_START.value, job_name="noop_job"), run_id
         )
         assert launcher.died_before_start(run, now=late) is None
 
@@ -318,24 +322,16 @@ def test_a_run_that_lost_its_tag_rows_gets_them_back(dagster_instance: Any) -> N
     # its tag rows, each committed on its own): the run, without tag rows. Built here by deleting
     # them; the launcher then adds its worker tag, as it does on launch.
     import sqlalchemy as db
-    from dagster import RunsFilter, job, op
+    from dagster import RunsFilter
     from dagster._core.storage.runs.schema import RunTagsTable
 
     from orchestration.run_tags_repair import RunTagsRepair
 
-    @op
-    def nothing() -> None:
-        pass
-
-    @job
-    def tagged_job() -> None:
-        nothing()
-
     marker = {"aetl/test-marker": uuid.uuid4().hex}
     repair = RunTagsRepair(dagster_instance.run_storage)
     repair.once()  # starts after the runs that exist now
-    whole = dagster_instance.create_run_for_job(job_def=tagged_job, tags={**marker, "aetl/other": "1"})
-    lost = dagster_instance.create_run_for_job(job_def=tagged_job, tags=marker)
+    whole = dagster_instance.create_run_for_job(job_def=noop_job, tags={**marker, "aetl/other": "1"})
+    lost = dagster_instance.create_run_for_job(job_def=noop_job, tags=marker)
     with dagster_instance.run_storage.connect() as conn:
         conn.execute(db.delete(RunTagsTable).where(RunTagsTable.c.run_id == lost.run_id))
     dagster_instance.add_run_tags(lost.run_id, {RUN_WORKER_TAG: "{}"})

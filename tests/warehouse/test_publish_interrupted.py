@@ -174,3 +174,12 @@ def test_a_move_cut_in_two_by_a_crash_is_repaired_at_start_up(tmp_path: Path) ->
         assert client.query(f"SELECT count(), uniqExact(id) FROM {TARGET}").result_rows == [(310, 310)]
     finally:
         assert second.stop() == 0, second.log_tail()
+
+
+def test_a_detached_name_already_taken_gets_a_suffix(tmp_path: Path) -> None:
+    from orchestration.warehouse.recovery import _free_name
+
+    assert _free_name(tmp_path, "ignored_1_1_1_0") == tmp_path / "ignored_1_1_1_0"
+    (tmp_path / "ignored_1_1_1_0").mkdir()
+    (tmp_path / "ignored_1_1_1_0_2").mkdir()
+    assert _free_name(tmp_path, "ignored_1_1_1_0") == tmp_path / "ignored_1_1_1_0_3"
